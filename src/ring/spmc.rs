@@ -66,10 +66,16 @@ unsafe impl Sync for SpmcRing {}
 unsafe impl Send for SpmcRing {}
 
 impl SpmcRing {
-    /// A ring with `capacity` slots. Panics unless `capacity` is a power of two.
+    /// A ring with `capacity` slots. Panics unless `capacity` is a power of two
+    /// of at least 2.
+    ///
+    /// One slot is refused because its sequence numbers collide: "holds item
+    /// `i`" (`i + 1`) equals "empty for lap `i + capacity`" (`i + 1`), so the
+    /// producer would overwrite an unclaimed item and consumers would spin.
     #[track_caller]
     pub fn with_capacity(capacity: usize) -> Self {
         check_capacity("SPMC", capacity);
+        assert!(capacity >= 2, "SPMC ring capacity must be at least 2, got {capacity}");
         let slots = alloc_slots(capacity, |i| SpmcSlot {
             sequence: AtomicUsize::new(i),
             data: UnsafeCell::new(ptr::null_mut()),
@@ -287,5 +293,257 @@ impl Consumer {
     /// See [`SpmcRing::pop`].
     pub fn pop(&self) -> Option<Word> {
         self.ring.pop()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A distinct non-null word for item `i`, without provenance (Miri's
+    /// strict-provenance mode accepts it; nothing dereferences it).
+    fn word(i: usize) -> Word {
+        ptr::null_mut::<u8>().wrapping_add(i).cast()
+    }
+
+    fn index(w: Word) -> usize {
+        w as usize
+    }
+
+    #[test]
+    fn new_ring_is_empty() {
+        let ring = SpmcRing::with_capacity(4);
+        assert_eq!(ring.capacity(), 4);
+        assert_eq!(ring.pop(), None);
+        // SAFETY: this thread is the only producer.
+        unsafe {
+            assert!(ring.is_empty());
+            assert_eq!(ring.len(), 0);
+        }
+    }
+
+    #[test]
+    fn items_come_out_in_push_order() {
+        let ring = SpmcRing::with_capacity(8);
+        for i in 1..=5 {
+            // SAFETY: this thread is the only producer.
+            assert!(unsafe { ring.push(word(i)) });
+        }
+        for i in 1..=5 {
+            assert_eq!(ring.pop(), Some(word(i)));
+        }
+        assert_eq!(ring.pop(), None);
+    }
+
+    #[test]
+    fn full_ring_refuses_a_push_and_changes_nothing() {
+        let ring = SpmcRing::with_capacity(4);
+        // SAFETY: this thread is the only producer, throughout the test.
+        unsafe {
+            for i in 1..=4 {
+                assert!(ring.push(word(i)));
+            }
+            assert!(!ring.push(word(99)));
+            assert!(!ring.push(word(99)));
+            assert_eq!(ring.len(), 4);
+        }
+
+        for i in 1..=4 {
+            assert_eq!(ring.pop(), Some(word(i)), "a refused push must not overwrite a slot");
+        }
+        assert_eq!(ring.pop(), None);
+
+        // One pop frees exactly one slot.
+        // SAFETY: as above.
+        unsafe {
+            for i in 5..=8 {
+                assert!(ring.push(word(i)));
+            }
+            assert!(!ring.push(word(99)));
+        }
+        assert_eq!(ring.pop(), Some(word(5)));
+        // SAFETY: as above.
+        unsafe {
+            assert!(ring.push(word(9)));
+            assert!(!ring.push(word(99)));
+        }
+    }
+
+    #[test]
+    fn wraps_around_for_many_laps() {
+        let ring = SpmcRing::with_capacity(4);
+
+        // Whole laps: fill, refuse, drain.
+        for lap in 0..3 {
+            for i in 0..4 {
+                // SAFETY: this thread is the only producer.
+                assert!(unsafe { ring.push(word(lap * 4 + i + 1)) });
+            }
+            // SAFETY: as above.
+            assert!(!unsafe { ring.push(word(usize::MAX)) });
+            for i in 0..4 {
+                assert_eq!(ring.pop(), Some(word(lap * 4 + i + 1)));
+            }
+            assert_eq!(ring.pop(), None);
+        }
+
+        // Staggered: the ring holds three items while indices cross many laps.
+        let mut next_in = 100;
+        let mut next_out = 100;
+        for _ in 0..3 {
+            // SAFETY: as above.
+            assert!(unsafe { ring.push(word(next_in)) });
+            next_in += 1;
+        }
+        for _ in 0..50 {
+            // SAFETY: as above.
+            assert!(unsafe { ring.push(word(next_in)) });
+            next_in += 1;
+            assert_eq!(ring.pop(), Some(word(next_out)));
+            next_out += 1;
+        }
+        // SAFETY: as above.
+        assert_eq!(unsafe { ring.len() }, 3);
+    }
+
+    /// With one slot, "full" and "empty for the next lap" have the same
+    /// sequence number: a second push would overwrite the unclaimed item.
+    #[test]
+    #[should_panic(expected = "SPMC ring capacity must be at least 2, got 1")]
+    fn capacity_one_is_refused() {
+        SpmcRing::with_capacity(1);
+    }
+
+    #[test]
+    fn capacity_two_alternates_across_laps() {
+        let ring = SpmcRing::with_capacity(2);
+        for i in 1..=5 {
+            // SAFETY: this thread is the only producer.
+            unsafe {
+                assert!(ring.push(word(2 * i)));
+                assert!(ring.push(word(2 * i + 1)));
+                assert!(!ring.push(word(99)));
+            }
+            assert_eq!(ring.pop(), Some(word(2 * i)));
+            assert_eq!(ring.pop(), Some(word(2 * i + 1)));
+            assert_eq!(ring.pop(), None);
+        }
+    }
+
+    #[test]
+    fn is_empty_and_len_follow_the_consumers() {
+        let ring = SpmcRing::with_capacity(8);
+        // SAFETY: this thread is the only producer, throughout the test.
+        unsafe {
+            assert!(ring.push(word(1)));
+            assert!(!ring.is_empty());
+            assert_eq!(ring.len(), 1);
+            assert!(ring.push(word(2)));
+            assert_eq!(ring.len(), 2);
+
+            assert_eq!(ring.pop(), Some(word(1)));
+            assert!(!ring.is_empty());
+            assert_eq!(ring.len(), 1);
+
+            // The cached head was refreshed by the call above; a claim made
+            // after it must still be seen.
+            assert_eq!(ring.pop(), Some(word(2)));
+            assert!(ring.is_empty());
+            assert_eq!(ring.len(), 0);
+
+            // And a push after an "empty" answer makes it non-empty again,
+            // even though the cached head equals the old tail.
+            assert!(ring.push(word(3)));
+            assert!(!ring.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_null_word_is_an_item() {
+        // Unlike `spmcDequeue`, `pop` tells a null item from an empty ring.
+        let ring = SpmcRing::with_capacity(2);
+        // SAFETY: this thread is the only producer.
+        assert!(unsafe { ring.push(ptr::null_mut()) });
+        assert_eq!(ring.pop(), Some(ptr::null_mut()));
+        assert_eq!(ring.pop(), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "SPMC ring capacity must be a non-zero power of two, got 6")]
+    fn capacity_must_be_a_power_of_two() {
+        SpmcRing::with_capacity(6);
+    }
+
+    #[test]
+    #[should_panic(expected = "SPMC ring capacity must be a non-zero power of two, got 0")]
+    fn capacity_must_not_be_zero() {
+        let _ = channel(0);
+    }
+
+    #[test]
+    fn handles_return_a_refused_item() {
+        let (mut producer, consumer) = channel(2);
+        assert_eq!(producer.capacity(), 2);
+        assert!(producer.is_empty());
+        assert_eq!(producer.push(word(1)), Ok(()));
+        assert_eq!(producer.push(word(2)), Ok(()));
+        assert_eq!(producer.push(word(3)), Err(word(3)));
+        assert_eq!(producer.len(), 2);
+
+        let other = consumer.clone();
+        assert_eq!(consumer.pop(), Some(word(1)));
+        assert_eq!(other.pop(), Some(word(2)));
+        assert_eq!(other.pop(), None);
+        assert!(producer.is_empty());
+    }
+
+    /// One producer, three consumers: every item is claimed exactly once, and
+    /// each consumer sees its items in push order.
+    #[test]
+    fn threads_claim_each_item_exactly_once() {
+        const ITEMS: usize = if cfg!(miri) { 300 } else { 50_000 };
+        const CONSUMERS: usize = 3;
+        use std::sync::atomic::AtomicUsize as StdAtomicUsize;
+
+        let (mut producer, consumer) = channel(8);
+        let claimed = Arc::new(StdAtomicUsize::new(0));
+
+        let threads: Vec<_> = (0..CONSUMERS)
+            .map(|_| {
+                let consumer = consumer.clone();
+                let claimed = claimed.clone();
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    loop {
+                        if let Some(w) = consumer.pop() {
+                            got.push(index(w));
+                            claimed.fetch_add(1, Ordering::Relaxed);
+                        } else if claimed.load(Ordering::Relaxed) == ITEMS {
+                            return got;
+                        } else {
+                            std::thread::yield_now();
+                        }
+                    }
+                })
+            })
+            .collect();
+
+        for i in 1..=ITEMS {
+            while producer.push(word(i)).is_err() {
+                std::thread::yield_now();
+            }
+        }
+
+        let mut seen = vec![false; ITEMS + 1];
+        for thread in threads {
+            let got = thread.join().unwrap();
+            assert!(got.windows(2).all(|w| w[0] < w[1]), "a consumer saw items out of order");
+            for i in got {
+                assert!(!seen[i], "item {i} was claimed twice");
+                seen[i] = true;
+            }
+        }
+        assert!(seen[1..].iter().all(|&s| s), "an item was lost");
+        assert!(producer.is_empty());
     }
 }
