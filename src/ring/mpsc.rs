@@ -271,3 +271,248 @@ impl Consumer {
         self.ring.capacity()
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A distinct non-null word for item `i`, without provenance.
+    fn word(i: usize) -> Word {
+        ptr::null_mut::<u8>().wrapping_add(i).cast()
+    }
+
+    fn index(w: Word) -> usize {
+        w as usize
+    }
+
+    /// Pops everything currently poppable, `batch` at a time.
+    fn drain(ring: &MpscRing, batch: usize) -> Vec<usize> {
+        let mut out = vec![ptr::null_mut(); batch];
+        let mut got = Vec::new();
+        loop {
+            // SAFETY: the test thread is the only consumer.
+            let n = unsafe { ring.pop_batch(&mut out) };
+            if n == 0 {
+                return got;
+            }
+            got.extend(out[..n].iter().map(|&w| index(w)));
+        }
+    }
+
+    fn push(ring: &MpscRing, i: usize) {
+        let mut ticket = MpscTicket::default();
+        assert!(ring.push(word(i), &mut ticket), "push of {i} refused");
+        assert_eq!(ticket, MpscTicket { index: ticket.index, has_reservation: false });
+    }
+
+    #[test]
+    fn new_ring_is_empty() {
+        let ring = MpscRing::with_capacity(4);
+        assert_eq!(ring.capacity(), 4);
+        assert_eq!(drain(&ring, 4), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn items_come_out_in_reservation_order() {
+        let ring = MpscRing::with_capacity(8);
+        for i in 1..=5 {
+            push(&ring, i);
+        }
+        assert_eq!(drain(&ring, 8), vec![1, 2, 3, 4, 5]);
+        assert_eq!(drain(&ring, 8), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn a_short_output_takes_a_prefix_and_leaves_the_rest() {
+        let ring = MpscRing::with_capacity(8);
+        for i in 1..=5 {
+            push(&ring, i);
+        }
+        let mut out = [ptr::null_mut(); 2];
+        // SAFETY: the test thread is the only consumer.
+        assert_eq!(unsafe { ring.pop_batch(&mut out) }, 2);
+        assert_eq!(out, [word(1), word(2)]);
+        // SAFETY: as above.
+        assert_eq!(unsafe { ring.pop_batch(&mut []) }, 0);
+        assert_eq!(drain(&ring, 2), vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn full_ring_keeps_the_reservation_and_the_retry_fills_it() {
+        let ring = MpscRing::with_capacity(4);
+        for i in 1..=4 {
+            push(&ring, i);
+        }
+
+        // The fifth reservation is index 4, a lap ahead of head 0: refused,
+        // and kept however often the full ring refuses it again.
+        let mut ticket = MpscTicket::default();
+        assert!(!ring.push(word(5), &mut ticket));
+        assert_eq!(ticket, MpscTicket { index: 4, has_reservation: true });
+        assert!(!ring.push(word(5), &mut ticket));
+        assert_eq!(ticket, MpscTicket { index: 4, has_reservation: true });
+
+        // Another producer reserves behind it (index 5), also refused.
+        let mut later = MpscTicket::default();
+        assert!(!ring.push(word(6), &mut later));
+        assert_eq!(later, MpscTicket { index: 5, has_reservation: true });
+
+        // Free two slots; both retries now land in their reserved slots, in
+        // the opposite order to reservation.
+        let mut out = [ptr::null_mut(); 2];
+        // SAFETY: the test thread is the only consumer.
+        assert_eq!(unsafe { ring.pop_batch(&mut out) }, 2);
+        assert!(ring.push(word(6), &mut later));
+        assert!(!later.has_reservation);
+        assert!(ring.push(word(5), &mut ticket));
+        assert!(!ticket.has_reservation);
+
+        assert_eq!(drain(&ring, 8), vec![3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn consumer_stops_at_a_reserved_unwritten_slot() {
+        let ring = MpscRing::with_capacity(4);
+        for i in 1..=4 {
+            push(&ring, i);
+        }
+        let mut stalled = MpscTicket::default();
+        assert!(!ring.push(word(5), &mut stalled));
+        assert_eq!(drain(&ring, 8), vec![1, 2, 3, 4]);
+
+        // Index 5 is written while index 4 is still only reserved: the
+        // consumer must not pass the hole.
+        push(&ring, 6);
+        assert_eq!(drain(&ring, 8), Vec::<usize>::new());
+
+        assert!(ring.push(word(5), &mut stalled));
+        assert_eq!(drain(&ring, 8), vec![5, 6]);
+    }
+
+    #[test]
+    fn wraps_around_for_many_laps() {
+        let ring = MpscRing::with_capacity(4);
+        for lap in 0..3 {
+            for i in 0..4 {
+                push(&ring, lap * 4 + i + 1);
+            }
+            assert_eq!(drain(&ring, 3), (lap * 4 + 1..=lap * 4 + 4).collect::<Vec<_>>());
+        }
+
+        // Interleaved, as queues.c's own test does, but across many laps.
+        let mut next_in = 100;
+        let mut expected = Vec::new();
+        let mut got = Vec::new();
+        for _ in 0..40 {
+            for _ in 0..3 {
+                push(&ring, next_in);
+                expected.push(next_in);
+                next_in += 1;
+            }
+            got.extend(drain(&ring, 2));
+        }
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn capacity_one_works() {
+        let ring = MpscRing::with_capacity(1);
+        for i in 1..=3 {
+            push(&ring, i);
+            let mut ticket = MpscTicket::default();
+            assert!(!ring.push(word(99), &mut ticket));
+            assert_eq!(drain(&ring, 2), vec![i]);
+            assert!(ring.push(word(100 + i), &mut ticket));
+            assert_eq!(drain(&ring, 2), vec![100 + i]);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "MPSC push of a null item")]
+    fn null_items_are_refused() {
+        let ring = MpscRing::with_capacity(4);
+        ring.push(ptr::null_mut(), &mut MpscTicket::default());
+    }
+
+    #[test]
+    #[should_panic(expected = "MPSC ring capacity must be a non-zero power of two, got 12")]
+    fn capacity_must_be_a_power_of_two() {
+        MpscRing::with_capacity(12);
+    }
+
+    #[test]
+    #[should_panic(expected = "MPSC ring capacity must be a non-zero power of two, got 0")]
+    fn capacity_must_not_be_zero() {
+        let _ = channel(0);
+    }
+
+    #[test]
+    fn handles_keep_the_ticket_between_pushes() {
+        let (mut first, mut consumer) = channel(2);
+        assert_eq!(consumer.capacity(), 2);
+        let mut second = first.clone();
+        assert_eq!(first.push(word(1)), Ok(()));
+        assert_eq!(first.push(word(2)), Ok(()));
+
+        assert_eq!(first.push(word(3)), Err(word(3)));
+        assert!(first.has_reservation());
+        let mut third = first.clone();
+        assert!(!third.has_reservation(), "a clone starts with a fresh ticket");
+        assert_eq!(second.push(word(4)), Err(word(4)));
+
+        let mut out = [ptr::null_mut(); 4];
+        assert_eq!(consumer.pop_batch(&mut out), 2);
+        assert_eq!(second.push(word(4)), Ok(()));
+        assert_eq!(first.push(word(3)), Ok(()));
+        assert!(!first.has_reservation());
+        assert_eq!(consumer.pop_batch(&mut out), 2);
+        assert_eq!(&out[..2], &[word(3), word(4)]);
+        assert_eq!(third.push(word(5)), Ok(()));
+    }
+
+    /// Three producers, one consumer: every item arrives exactly once, and
+    /// each producer's items arrive in the order it pushed them.
+    #[test]
+    fn threads_deliver_each_item_exactly_once() {
+        const PER_PRODUCER: usize = if cfg!(miri) { 100 } else { 20_000 };
+        const PRODUCERS: usize = 3;
+
+        let (producer, mut consumer) = channel(8);
+        let threads: Vec<_> = (0..PRODUCERS)
+            .map(|p| {
+                let mut producer = producer.clone();
+                std::thread::spawn(move || {
+                    for i in 0..PER_PRODUCER {
+                        // Item = producer in the high bits, sequence + 1 below.
+                        let item = word((p << 24) | (i + 1));
+                        while producer.push(item).is_err() {
+                            std::thread::yield_now();
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(producer);
+
+        let mut last = [0; PRODUCERS];
+        let mut out = [ptr::null_mut(); 5];
+        let mut received = 0;
+        while received < PRODUCERS * PER_PRODUCER {
+            let n = consumer.pop_batch(&mut out);
+            if n == 0 {
+                std::thread::yield_now();
+            }
+            for &w in &out[..n] {
+                let (p, seq) = (index(w) >> 24, index(w) & 0xff_ffff);
+                assert_eq!(seq, last[p] + 1, "producer {p}: item lost, repeated or reordered");
+                last[p] = seq;
+            }
+            received += n;
+        }
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(consumer.pop_batch(&mut out), 0, "items beyond those pushed");
+        assert_eq!(last, [PER_PRODUCER; PRODUCERS]);
+    }
+}
