@@ -195,6 +195,18 @@ impl SpscRing {
         count
     }
 
+    /// Whether published items are waiting, from the consumer's view.
+    ///
+    /// # Safety
+    /// Consumer role (see [`pop_batch`](Self::pop_batch)).
+    pub unsafe fn has_published(&self) -> bool {
+        // Relaxed: only the consumer writes `head`.
+        let head = self.consumer.0.head.load(Ordering::Relaxed);
+        // Acquire: pairs with the Release stores of `tail` in `push` and
+        // `commit`, as in `pop_batch`.
+        self.producer.0.tail.load(Ordering::Acquire) != head
+    }
+
     /// Whether the consumer has taken every item written, published or not,
     /// as the producer sees it.
     ///
@@ -295,9 +307,289 @@ pub struct Consumer {
 }
 
 impl Consumer {
+    /// See [`SpscRing::has_published`].
+    pub fn has_published(&self) -> bool {
+        // SAFETY: `Consumer` is not `Clone`: this is the one consumer, and
+        // `has_published` only reads, so sharing `&self` is harmless.
+        unsafe { self.ring.has_published() }
+    }
+
     /// See [`SpscRing::pop_batch`].
     pub fn pop_batch(&mut self, out: &mut [Word]) -> usize {
         // SAFETY: `Consumer` is not `Clone` and takes `&mut self`.
         unsafe { self.ring.pop_batch(out) }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A distinct non-null word for item `i`, without provenance.
+    fn word(i: usize) -> Word {
+        ptr::null_mut::<u8>().wrapping_add(i).cast()
+    }
+
+    fn index(w: Word) -> usize {
+        w as usize
+    }
+
+    /// Pops everything currently published, `batch` at a time.
+    fn drain(ring: &SpscRing, batch: usize) -> Vec<usize> {
+        let mut out = vec![ptr::null_mut(); batch];
+        let mut got = Vec::new();
+        loop {
+            // SAFETY: the test thread is the only consumer.
+            let n = unsafe { ring.pop_batch(&mut out) };
+            if n == 0 {
+                return got;
+            }
+            got.extend(out[..n].iter().map(|&w| index(w)));
+        }
+    }
+
+    /// Checks for room, then pushes: the contract of `SpscRing::push`.
+    fn push(ring: &SpscRing, i: usize, commit: bool) {
+        // SAFETY: the test thread is the only producer; `is_full` is checked
+        // right before the push.
+        unsafe {
+            assert!(!ring.is_full(), "ring full before pushing {i}");
+            ring.push(word(i), commit);
+        }
+    }
+
+    #[test]
+    fn new_ring_is_empty() {
+        let ring = SpscRing::with_capacity(4);
+        assert_eq!(ring.capacity(), 4);
+        assert_eq!(drain(&ring, 4), Vec::<usize>::new());
+        // SAFETY: the test thread is the only producer.
+        unsafe {
+            assert!(ring.is_empty());
+            assert!(!ring.is_full());
+        }
+    }
+
+    #[test]
+    fn committed_items_come_out_in_order() {
+        let ring = SpscRing::with_capacity(8);
+        for i in 1..=5 {
+            push(&ring, i, true);
+        }
+        assert_eq!(drain(&ring, 64), vec![1, 2, 3, 4, 5]);
+        // SAFETY: the test thread is the only producer.
+        assert!(unsafe { ring.is_empty() });
+    }
+
+    #[test]
+    fn uncommitted_items_stay_hidden_until_commit() {
+        let ring = SpscRing::with_capacity(8);
+        push(&ring, 1, false);
+        push(&ring, 2, false);
+        assert_eq!(drain(&ring, 8), Vec::<usize>::new());
+
+        // SAFETY: the test thread is the only producer.
+        unsafe { ring.commit() };
+        assert_eq!(drain(&ring, 8), vec![1, 2]);
+
+        // A commit with nothing pending publishes nothing.
+        // SAFETY: as above.
+        unsafe { ring.commit() };
+        assert_eq!(drain(&ring, 8), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn a_committing_push_publishes_earlier_pending_items() {
+        let ring = SpscRing::with_capacity(8);
+        push(&ring, 1, false);
+        push(&ring, 2, false);
+        push(&ring, 3, true);
+        push(&ring, 4, false);
+        assert_eq!(drain(&ring, 8), vec![1, 2, 3]);
+        // SAFETY: the test thread is the only producer.
+        unsafe { ring.commit() };
+        assert_eq!(drain(&ring, 8), vec![4]);
+    }
+
+    #[test]
+    fn is_full_publishes_pending_items() {
+        let ring = SpscRing::with_capacity(4);
+        for i in 1..=4 {
+            push(&ring, i, false);
+        }
+        assert_eq!(drain(&ring, 8), Vec::<usize>::new(), "nothing committed yet");
+
+        // SAFETY: the test thread is the only producer.
+        assert!(unsafe { ring.is_full() });
+        assert_eq!(drain(&ring, 8), vec![1, 2, 3, 4], "is_full must publish what it waits on");
+        // SAFETY: as above.
+        assert!(!unsafe { ring.is_full() });
+    }
+
+    #[test]
+    fn a_not_full_answer_publishes_nothing() {
+        let ring = SpscRing::with_capacity(4);
+        push(&ring, 1, false);
+        // SAFETY: the test thread is the only producer.
+        assert!(!unsafe { ring.is_full() });
+        assert_eq!(drain(&ring, 8), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn is_empty_counts_unpublished_items() {
+        let ring = SpscRing::with_capacity(8);
+        push(&ring, 1, false);
+        // SAFETY: the test thread is the only producer, throughout the test.
+        unsafe {
+            assert!(!ring.is_empty(), "written but unpublished is not empty");
+            ring.commit();
+            assert!(!ring.is_empty());
+        }
+
+        push(&ring, 2, true);
+        let mut out = [ptr::null_mut(); 1];
+        // SAFETY: the test thread is the only consumer.
+        assert_eq!(unsafe { ring.pop_batch(&mut out) }, 1);
+        // SAFETY: the test thread is the only producer.
+        assert!(!unsafe { ring.is_empty() }, "one item is still unconsumed");
+        assert_eq!(drain(&ring, 8), vec![2]);
+        // SAFETY: as above.
+        assert!(unsafe { ring.is_empty() });
+
+        // The cached head now equals the old end; a new push must still
+        // count.
+        push(&ring, 3, false);
+        // SAFETY: as above.
+        assert!(!unsafe { ring.is_empty() });
+    }
+
+    #[test]
+    fn fills_and_wraps_around_for_many_laps() {
+        let ring = SpscRing::with_capacity(4);
+        for lap in 0..3 {
+            for i in 0..4 {
+                push(&ring, lap * 4 + i + 1, true);
+            }
+            // SAFETY: the test thread is the only producer.
+            assert!(unsafe { ring.is_full() });
+            assert_eq!(drain(&ring, 3), (lap * 4 + 1..=lap * 4 + 4).collect::<Vec<_>>());
+            // SAFETY: as above.
+            unsafe {
+                assert!(ring.is_empty());
+                assert!(!ring.is_full());
+            }
+        }
+
+        // Staggered: three items in flight while the indices cross many laps.
+        let mut next_in = 100;
+        let mut expected = Vec::new();
+        let mut got = Vec::new();
+        for round in 0..60 {
+            push(&ring, next_in, round % 3 == 0);
+            expected.push(next_in);
+            next_in += 1;
+            // SAFETY: the test thread is the only producer.
+            if unsafe { ring.is_full() } {
+                got.extend(drain(&ring, 2));
+            }
+        }
+        // SAFETY: as above.
+        unsafe { ring.commit() };
+        got.extend(drain(&ring, 2));
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn a_partial_batch_takes_a_prefix() {
+        let ring = SpscRing::with_capacity(8);
+        for i in 1..=5 {
+            push(&ring, i, true);
+        }
+        let mut out = [ptr::null_mut(); 3];
+        // SAFETY: the test thread is the only consumer.
+        assert_eq!(unsafe { ring.pop_batch(&mut out) }, 3);
+        assert_eq!(out, [word(1), word(2), word(3)]);
+        // SAFETY: as above.
+        assert_eq!(unsafe { ring.pop_batch(&mut []) }, 0);
+        assert_eq!(drain(&ring, 64), vec![4, 5]);
+    }
+
+    #[test]
+    fn capacity_one_works() {
+        let ring = SpscRing::with_capacity(1);
+        for i in 1..=3 {
+            push(&ring, i, false);
+            // SAFETY: the test thread is the only producer.
+            assert!(unsafe { ring.is_full() });
+            assert_eq!(drain(&ring, 2), vec![i]);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "SPSC ring capacity must be a non-zero power of two, got 3")]
+    fn capacity_must_be_a_power_of_two() {
+        SpscRing::with_capacity(3);
+    }
+
+    #[test]
+    #[should_panic(expected = "SPSC ring capacity must be a non-zero power of two, got 0")]
+    fn capacity_must_not_be_zero() {
+        let _ = channel(0);
+    }
+
+    #[test]
+    fn handles_publish_pending_items_when_refusing() {
+        let (mut producer, mut consumer) = channel(2);
+        assert!(producer.is_empty());
+        assert_eq!(producer.push(word(1), false), Ok(()));
+        assert_eq!(producer.push(word(2), false), Ok(()));
+        assert!(!producer.is_empty());
+
+        let mut out = [ptr::null_mut(); 4];
+        assert_eq!(consumer.pop_batch(&mut out), 0);
+        assert_eq!(producer.push(word(3), false), Err(word(3)));
+        assert_eq!(consumer.pop_batch(&mut out), 2, "a refused push publishes the pending items");
+        assert_eq!(&out[..2], &[word(1), word(2)]);
+
+        assert_eq!(producer.push(word(3), false), Ok(()));
+        assert!(!producer.is_full());
+        producer.commit();
+        assert_eq!(consumer.pop_batch(&mut out), 1);
+        assert_eq!(out[0], word(3));
+        assert!(producer.is_empty());
+    }
+
+    /// One producer publishing in batches, one consumer: every item arrives
+    /// exactly once and in order.
+    #[test]
+    fn threads_deliver_each_item_once_in_order() {
+        const ITEMS: usize = if cfg!(miri) { 300 } else { 50_000 };
+        const BATCH: usize = 7;
+
+        let (mut producer, mut consumer) = channel(16);
+        let thread = std::thread::spawn(move || {
+            let mut next = 1;
+            let mut out = [ptr::null_mut(); 5];
+            while next <= ITEMS {
+                let n = consumer.pop_batch(&mut out);
+                if n == 0 {
+                    std::thread::yield_now();
+                }
+                for &w in &out[..n] {
+                    assert_eq!(index(w), next, "item lost, repeated or reordered");
+                    next += 1;
+                }
+            }
+            assert_eq!(consumer.pop_batch(&mut out), 0, "items beyond those pushed");
+        });
+
+        for i in 1..=ITEMS {
+            while producer.push(word(i), i % BATCH == 0).is_err() {
+                std::thread::yield_now();
+            }
+        }
+        producer.commit();
+        thread.join().unwrap();
+        assert!(producer.is_empty());
     }
 }
