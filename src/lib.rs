@@ -10,6 +10,9 @@
 //! - [`ring`]: the three rings (SPMC shared inbox, SPSC private inboxes, MPSC
 //!   outbox), safe Rust over `#[repr(C)]` structs laid out as `queues.h`.
 //!   Knows nothing of Valkey.
+//! - [`job`]: jobs and results as pointers tagged with a kind.
+//! - [`pool`]: the worker pool: activation, parking, drain, resize, and the
+//!   scaling policy. Knows nothing of Valkey either.
 //! - `ffi`: the `extern "C"` functions under Valkey's names. The only place
 //!   C names appear.
 //!
@@ -42,6 +45,8 @@ compile_error!(
      (build with the dev or release profile, not the test profile)"
 );
 
+pub mod job;
+pub mod pool;
 pub mod ring;
 mod sync;
 

@@ -6,16 +6,24 @@
 //! counterparts (the ABI structs in [`crate::ring`] depend on that).
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
+pub(crate) use loom::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize,
+};
+#[cfg(loom)]
+pub(crate) use loom::sync::Arc;
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
+pub(crate) use std::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize,
+};
+#[cfg(not(loom))]
+pub(crate) use std::sync::Arc;
 
 pub(crate) use std::sync::atomic::Ordering;
 
 #[cfg(loom)]
-pub(crate) use loom::{hint::spin_loop, thread::yield_now};
+pub(crate) use loom::{hint::spin_loop, thread, thread::yield_now};
 #[cfg(not(loom))]
-pub(crate) use std::{hint::spin_loop, thread::yield_now};
+pub(crate) use std::{hint::spin_loop, thread, thread::yield_now};
 
 /// A cell whose accesses are checked by loom and free otherwise.
 ///

@@ -75,7 +75,10 @@ impl SpmcRing {
     #[track_caller]
     pub fn with_capacity(capacity: usize) -> Self {
         check_capacity("SPMC", capacity);
-        assert!(capacity >= 2, "SPMC ring capacity must be at least 2, got {capacity}");
+        assert!(
+            capacity >= 2,
+            "SPMC ring capacity must be at least 2, got {capacity}"
+        );
         let slots = alloc_slots(capacity, |i| SpmcSlot {
             sequence: AtomicUsize::new(i),
             data: UnsafeCell::new(ptr::null_mut()),
@@ -128,7 +131,10 @@ impl SpmcRing {
         // visible before the slot is seen as full.
         slot.sequence.store(tail.wrapping_add(1), Ordering::Release);
         // SAFETY: producer-owned field (contract).
-        self.producer.0.tail.with_mut(|t| unsafe { *t = tail.wrapping_add(1) });
+        self.producer
+            .0
+            .tail
+            .with_mut(|t| unsafe { *t = tail.wrapping_add(1) });
         true
     }
 
@@ -165,7 +171,8 @@ impl SpmcRing {
                         // Release: pairs with the Acquire load in `push`, so
                         // our read above happens before the producer's next
                         // write to this slot.
-                        slot.sequence.store(head.wrapping_add(self.capacity()), Ordering::Release);
+                        slot.sequence
+                            .store(head.wrapping_add(self.capacity()), Ordering::Release);
                         return Some(item);
                     }
                     Err(current) => head = current,
@@ -179,6 +186,17 @@ impl SpmcRing {
                 head = self.head.0.load(Ordering::Relaxed);
             }
         }
+    }
+
+    /// Whether an item is ready to be taken, as a consumer sees it now.
+    ///
+    /// Any thread may call this; the answer may be stale by the time it
+    /// returns.
+    pub fn has_items(&self) -> bool {
+        // Relaxed: names a candidate slot, as in `pop`.
+        let head = self.head.0.load(Ordering::Relaxed);
+        // Acquire: pairs with the Release store in `push`, as in `pop`.
+        self.slot(head).sequence.load(Ordering::Acquire) == head.wrapping_add(1)
     }
 
     /// Whether every item pushed has been claimed, as the producer sees it.
@@ -198,7 +216,10 @@ impl SpmcRing {
         // conservative answer.
         let head = self.head.0.load(Ordering::Acquire);
         // SAFETY: producer-owned field (contract).
-        self.producer.0.head_cache.with_mut(|h| unsafe { *h = head });
+        self.producer
+            .0
+            .head_cache
+            .with_mut(|h| unsafe { *h = head });
         tail == head
     }
 
@@ -290,6 +311,11 @@ pub struct Consumer {
 }
 
 impl Consumer {
+    /// See [`SpmcRing::has_items`].
+    pub fn has_items(&self) -> bool {
+        self.ring.has_items()
+    }
+
     /// See [`SpmcRing::pop`].
     pub fn pop(&self) -> Option<Word> {
         self.ring.pop()
@@ -349,7 +375,11 @@ mod tests {
         }
 
         for i in 1..=4 {
-            assert_eq!(ring.pop(), Some(word(i)), "a refused push must not overwrite a slot");
+            assert_eq!(
+                ring.pop(),
+                Some(word(i)),
+                "a refused push must not overwrite a slot"
+            );
         }
         assert_eq!(ring.pop(), None);
 
@@ -537,7 +567,10 @@ mod tests {
         let mut seen = vec![false; ITEMS + 1];
         for thread in threads {
             let got = thread.join().unwrap();
-            assert!(got.windows(2).all(|w| w[0] < w[1]), "a consumer saw items out of order");
+            assert!(
+                got.windows(2).all(|w| w[0] < w[1]),
+                "a consumer saw items out of order"
+            );
             for i in got {
                 assert!(!seen[i], "item {i} was claimed twice");
                 seen[i] = true;
