@@ -25,7 +25,10 @@ fn main() {
         .generate()
         .expect("cbindgen could not generate the header")
         .write_to_file(&header);
-    println!("cargo:rustc-env=IOCORE_GENERATED_HEADER={}", header.display());
+    println!(
+        "cargo:rustc-env=IOCORE_GENERATED_HEADER={}",
+        header.display()
+    );
 
     if env::var_os("IOCORE_UPDATE_HEADERS").is_some_and(|v| v == "1") {
         std::fs::create_dir_all(crate_dir.join("include")).unwrap();

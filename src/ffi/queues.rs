@@ -32,7 +32,10 @@ unsafe fn ring<'a, R: Capacity>(q: *mut R, name: &str) -> &'a R {
     assert!(!q.is_null(), "{name} called with a NULL queue");
     // SAFETY: non-null, and valid for the call per the pointer rules.
     let ring = unsafe { &*q };
-    assert!(ring.slots() != 0, "{name} called on a queue that is not initialised");
+    assert!(
+        ring.slots() != 0,
+        "{name} called on a queue that is not initialised"
+    );
     ring
 }
 
@@ -119,7 +122,10 @@ pub unsafe extern "C" fn mpscDequeueBatch(
     if max_jobs == 0 {
         return 0;
     }
-    assert!(!jobs_out.is_null(), "mpscDequeueBatch called with a NULL output array");
+    assert!(
+        !jobs_out.is_null(),
+        "mpscDequeueBatch called with a NULL output array"
+    );
     // SAFETY: room for `max_jobs` pointers (contract).
     let out = unsafe { std::slice::from_raw_parts_mut(jobs_out, max_jobs) };
     // SAFETY: single consumer (contract).
@@ -184,7 +190,9 @@ pub unsafe extern "C" fn spmcEnqueue(q: *mut spmcQueue, data: *mut c_void) -> bo
 #[no_mangle]
 pub unsafe extern "C" fn spmcDequeue(q: *mut spmcQueue) -> *mut c_void {
     // SAFETY: pointer rules (contract).
-    unsafe { ring(q, "spmcDequeue") }.pop().unwrap_or(ptr::null_mut())
+    unsafe { ring(q, "spmcDequeue") }
+        .pop()
+        .unwrap_or(ptr::null_mut())
 }
 
 /// Initialises an SPSC queue with a size that must be a power of 2.
@@ -255,7 +263,10 @@ pub unsafe extern "C" fn spscDequeueBatch(
     if num_jobs == 0 {
         return 0;
     }
-    assert!(!jobs_out.is_null(), "spscDequeueBatch called with a NULL output array");
+    assert!(
+        !jobs_out.is_null(),
+        "spscDequeueBatch called with a NULL output array"
+    );
     // SAFETY: room for `num_jobs` pointers (contract).
     let out = unsafe { std::slice::from_raw_parts_mut(jobs_out, num_jobs) };
     // SAFETY: single consumer (contract).
