@@ -29,3 +29,27 @@ test-rust:
 clean:
 	$(CARGO) clean
 	rm -rf $(BUILD)
+
+# ---- C tests and ring benchmarks (c-tests/, benches/) ----------------------
+#
+#   make test-c       the rings' C tests, built twice from one source: against
+#                     our static library and against Valkey's own queues.c;
+#                     plus c-tests/layout.c, the ABI check against queues.h
+#   make bench-rings  ring throughput and round-trip latency, our library
+#                     against queues.c, interleaved; writes
+#                     build/results/rings.md (BENCH_ROUNDS=N, default 7)
+#
+# Valkey's tree comes from scripts/fetch-valkey.sh (fetched on first use).
+
+BENCH_ROUNDS ?= 7
+
+.PHONY: bench-rings
+
+test-c: lib
+	@tree=$$(scripts/fetch-valkey.sh) && \
+	$(MAKE) --no-print-directory -f c-tests/Makefile test VALKEY_TREE="$$tree" BUILD=$(BUILD)
+
+bench-rings: lib
+	@tree=$$(scripts/fetch-valkey.sh) && \
+	$(MAKE) --no-print-directory -f benches/Makefile run VALKEY_TREE="$$tree" BUILD=$(BUILD) \
+	    ROUNDS=$(BENCH_ROUNDS)
