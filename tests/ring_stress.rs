@@ -86,7 +86,10 @@ fn spmc_one_producer_three_consumers() {
     for worker in workers {
         let got = worker.join().unwrap();
         // Claims advance `head`, so one consumer's items are in push order.
-        assert!(got.windows(2).all(|w| w[0] < w[1]), "a consumer saw items out of order");
+        assert!(
+            got.windows(2).all(|w| w[0] < w[1]),
+            "a consumer saw items out of order"
+        );
         got.into_iter().for_each(|i| seen.mark(i));
     }
     seen.assert_all();

@@ -109,7 +109,10 @@ impl MpscRing {
     /// Any number of threads may push at once, each with its own ticket.
     #[track_caller]
     pub fn push(&self, item: Word, ticket: &mut MpscTicket) -> bool {
-        assert!(!item.is_null(), "MPSC push of a null item: null marks an unwritten slot");
+        assert!(
+            !item.is_null(),
+            "MPSC push of a null item: null marks an unwritten slot"
+        );
 
         let index = if ticket.has_reservation {
             ticket.index
@@ -129,7 +132,10 @@ impl MpscRing {
             // that read `head_cache` with Acquire.
             self.producer.0.head_cache.store(head, Ordering::Release);
             if index.wrapping_sub(head) >= self.capacity() {
-                *ticket = MpscTicket { index, has_reservation: true };
+                *ticket = MpscTicket {
+                    index,
+                    has_reservation: true,
+                };
                 return false;
             }
         }
@@ -157,7 +163,10 @@ impl MpscRing {
             // slot's own Release/Acquire pair publishes its item.
             tail = self.producer.0.tail.load(Ordering::Relaxed);
             // SAFETY: consumer-owned field (contract).
-            self.consumer.0.tail_cache.with_mut(|t| unsafe { *t = tail });
+            self.consumer
+                .0
+                .tail_cache
+                .with_mut(|t| unsafe { *t = tail });
             if head == tail {
                 return 0;
             }
@@ -220,7 +229,13 @@ const _: () = {
 #[track_caller]
 pub fn channel(capacity: usize) -> (Producer, Consumer) {
     let ring = Arc::new(MpscRing::with_capacity(capacity));
-    (Producer { ring: ring.clone(), ticket: MpscTicket::default() }, Consumer { ring })
+    (
+        Producer {
+            ring: ring.clone(),
+            ticket: MpscTicket::default(),
+        },
+        Consumer { ring },
+    )
 }
 
 /// A producer of an MPSC ring with its own ticket. Cloning gives a producer
@@ -233,7 +248,10 @@ pub struct Producer {
 
 impl Clone for Producer {
     fn clone(&self) -> Self {
-        Self { ring: self.ring.clone(), ticket: MpscTicket::default() }
+        Self {
+            ring: self.ring.clone(),
+            ticket: MpscTicket::default(),
+        }
     }
 }
 
@@ -302,7 +320,13 @@ mod tests {
     fn push(ring: &MpscRing, i: usize) {
         let mut ticket = MpscTicket::default();
         assert!(ring.push(word(i), &mut ticket), "push of {i} refused");
-        assert_eq!(ticket, MpscTicket { index: ticket.index, has_reservation: false });
+        assert_eq!(
+            ticket,
+            MpscTicket {
+                index: ticket.index,
+                has_reservation: false
+            }
+        );
     }
 
     #[test]
@@ -348,14 +372,32 @@ mod tests {
         // and kept however often the full ring refuses it again.
         let mut ticket = MpscTicket::default();
         assert!(!ring.push(word(5), &mut ticket));
-        assert_eq!(ticket, MpscTicket { index: 4, has_reservation: true });
+        assert_eq!(
+            ticket,
+            MpscTicket {
+                index: 4,
+                has_reservation: true
+            }
+        );
         assert!(!ring.push(word(5), &mut ticket));
-        assert_eq!(ticket, MpscTicket { index: 4, has_reservation: true });
+        assert_eq!(
+            ticket,
+            MpscTicket {
+                index: 4,
+                has_reservation: true
+            }
+        );
 
         // Another producer reserves behind it (index 5), also refused.
         let mut later = MpscTicket::default();
         assert!(!ring.push(word(6), &mut later));
-        assert_eq!(later, MpscTicket { index: 5, has_reservation: true });
+        assert_eq!(
+            later,
+            MpscTicket {
+                index: 5,
+                has_reservation: true
+            }
+        );
 
         // Free two slots; both retries now land in their reserved slots, in
         // the opposite order to reservation.
@@ -396,7 +438,10 @@ mod tests {
             for i in 0..4 {
                 push(&ring, lap * 4 + i + 1);
             }
-            assert_eq!(drain(&ring, 3), (lap * 4 + 1..=lap * 4 + 4).collect::<Vec<_>>());
+            assert_eq!(
+                drain(&ring, 3),
+                (lap * 4 + 1..=lap * 4 + 4).collect::<Vec<_>>()
+            );
         }
 
         // Interleaved, as queues.c's own test does, but across many laps.
@@ -457,7 +502,10 @@ mod tests {
         assert_eq!(first.push(word(3)), Err(word(3)));
         assert!(first.has_reservation());
         let mut third = first.clone();
-        assert!(!third.has_reservation(), "a clone starts with a fresh ticket");
+        assert!(
+            !third.has_reservation(),
+            "a clone starts with a fresh ticket"
+        );
         assert_eq!(second.push(word(4)), Err(word(4)));
 
         let mut out = [ptr::null_mut(); 4];
@@ -504,7 +552,11 @@ mod tests {
             }
             for &w in &out[..n] {
                 let (p, seq) = (index(w) >> 24, index(w) & 0xff_ffff);
-                assert_eq!(seq, last[p] + 1, "producer {p}: item lost, repeated or reordered");
+                assert_eq!(
+                    seq,
+                    last[p] + 1,
+                    "producer {p}: item lost, repeated or reordered"
+                );
                 last[p] = seq;
             }
             received += n;

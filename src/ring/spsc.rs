@@ -139,11 +139,17 @@ impl SpscRing {
         // consumer does not read it (not full, per the contract).
         self.slot(tail_local).with_mut(|s| unsafe { *s = item });
         // SAFETY: producer-private field (contract).
-        self.producer.0.tail_local.with_mut(|t| unsafe { *t = tail_local.wrapping_add(1) });
+        self.producer
+            .0
+            .tail_local
+            .with_mut(|t| unsafe { *t = tail_local.wrapping_add(1) });
         if commit {
             // Release: pairs with the Acquire load of `tail` in `pop_batch`,
             // making the slot writes visible with the new bound.
-            self.producer.0.tail.store(tail_local.wrapping_add(1), Ordering::Release);
+            self.producer
+                .0
+                .tail
+                .store(tail_local.wrapping_add(1), Ordering::Release);
         }
     }
 
@@ -191,7 +197,9 @@ impl SpscRing {
         // Release: pairs with the Acquire load of `head` in `is_full`/
         // `is_empty`, so our reads above happen before the producer reuses
         // the slots.
-        consumer.head.store(head.wrapping_add(count), Ordering::Release);
+        consumer
+            .head
+            .store(head.wrapping_add(count), Ordering::Release);
         count
     }
 
@@ -417,11 +425,19 @@ mod tests {
         for i in 1..=4 {
             push(&ring, i, false);
         }
-        assert_eq!(drain(&ring, 8), Vec::<usize>::new(), "nothing committed yet");
+        assert_eq!(
+            drain(&ring, 8),
+            Vec::<usize>::new(),
+            "nothing committed yet"
+        );
 
         // SAFETY: the test thread is the only producer.
         assert!(unsafe { ring.is_full() });
-        assert_eq!(drain(&ring, 8), vec![1, 2, 3, 4], "is_full must publish what it waits on");
+        assert_eq!(
+            drain(&ring, 8),
+            vec![1, 2, 3, 4],
+            "is_full must publish what it waits on"
+        );
         // SAFETY: as above.
         assert!(!unsafe { ring.is_full() });
     }
@@ -472,7 +488,10 @@ mod tests {
             }
             // SAFETY: the test thread is the only producer.
             assert!(unsafe { ring.is_full() });
-            assert_eq!(drain(&ring, 3), (lap * 4 + 1..=lap * 4 + 4).collect::<Vec<_>>());
+            assert_eq!(
+                drain(&ring, 3),
+                (lap * 4 + 1..=lap * 4 + 4).collect::<Vec<_>>()
+            );
             // SAFETY: as above.
             unsafe {
                 assert!(ring.is_empty());
@@ -548,7 +567,11 @@ mod tests {
         let mut out = [ptr::null_mut(); 4];
         assert_eq!(consumer.pop_batch(&mut out), 0);
         assert_eq!(producer.push(word(3), false), Err(word(3)));
-        assert_eq!(consumer.pop_batch(&mut out), 2, "a refused push publishes the pending items");
+        assert_eq!(
+            consumer.pop_batch(&mut out),
+            2,
+            "a refused push publishes the pending items"
+        );
         assert_eq!(&out[..2], &[word(1), word(2)]);
 
         assert_eq!(producer.push(word(3), false), Ok(()));
