@@ -75,6 +75,12 @@ loom::thread_local! {
     static OUTLET: RefCell<Option<Outlet>> = RefCell::new(None);
 }
 
+/// Runs `f` on the calling thread's outlet slot. (`LocalKey::with_borrow_mut`
+/// would do, but loom's `LocalKey` lacks it.)
+fn with_outlet<R>(f: impl FnOnce(&mut Option<Outlet>) -> R) -> R {
+    OUTLET.with(|outlet| f(&mut outlet.borrow_mut()))
+}
+
 /// The id of the calling thread: 0 for any thread that is not a pool worker.
 pub fn current_worker_id() -> usize {
     WORKER_ID.with(Cell::get)
@@ -87,7 +93,7 @@ pub fn current_worker_id() -> usize {
 /// Panics when called from a thread that is not a pool worker.
 #[track_caller]
 pub fn send_to_main(result: Job) {
-    OUTLET.with_borrow_mut(|outlet| {
+    with_outlet(|outlet| {
         outlet
             .as_mut()
             .expect("send_to_main called from a thread that is not an I/O worker")
@@ -138,7 +144,7 @@ pub(crate) struct Worker<H: Handler> {
 impl<H: Handler> Worker<H> {
     pub(crate) fn run(mut self) {
         WORKER_ID.with(|id| id.set(self.id));
-        OUTLET.with_borrow_mut(|outlet| {
+        with_outlet(|outlet| {
             *outlet = Some(Outlet {
                 outbox: self.outbox.clone(),
                 backlog: VecDeque::new(),
@@ -150,7 +156,7 @@ impl<H: Handler> Worker<H> {
 
         self.finish_backlog();
         self.handler.on_exit(self.id);
-        OUTLET.with_borrow_mut(|outlet| *outlet = None);
+        with_outlet(|outlet| *outlet = None);
         // Release: pairs with the Acquire load in `Pool::stop_workers`; all
         // of this worker's results are in the outbox by now.
         self.control.exited.store(true, Ordering::Release);
@@ -227,13 +233,13 @@ impl<H: Handler> Worker<H> {
     }
 
     fn backlog_len() -> usize {
-        OUTLET.with_borrow(|outlet| outlet.as_ref().map_or(0, |o| o.backlog.len()))
+        with_outlet(|outlet| outlet.as_ref().map_or(0, |o| o.backlog.len()))
     }
 
     /// The outbox was full: retry, pausing longer each time nothing moved.
     fn retry_backlog(&self, idle_polls: &mut u32) {
         let before = Self::backlog_len();
-        OUTLET.with_borrow_mut(|outlet| outlet.as_mut().map(Outlet::flush));
+        with_outlet(|outlet| outlet.as_mut().map(Outlet::flush));
         if Self::backlog_len() < before {
             *idle_polls = 0;
             return;
@@ -248,7 +254,7 @@ impl<H: Handler> Worker<H> {
     fn finish_backlog(&self) {
         let mut attempts = 0u32;
         while Self::backlog_len() > 0 {
-            OUTLET.with_borrow_mut(|outlet| outlet.as_mut().map(Outlet::flush));
+            with_outlet(|outlet| outlet.as_mut().map(Outlet::flush));
             // Relaxed: checked again on the next attempt.
             if self.control.abandon.load(Ordering::Relaxed) {
                 return;
