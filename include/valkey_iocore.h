@@ -13,11 +13,192 @@ typedef struct mpscQueue mpscQueue;
 typedef struct spmcQueue spmcQueue;
 typedef struct spscQueue spscQueue;
 typedef struct mpscTicket mpscTicket;
+typedef struct client client;
+typedef struct serverObject robj;
+typedef struct connection connection;
 
 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+#if defined(IOCORE_VALKEY)
+/**
+ * Starts workers `prev_threads_num..io_threads_num` (all of them, the first
+ * time), inactive.
+ */
+void initIOThreads(int prev_threads_num);
+#endif
+
+#if defined(IOCORE_VALKEY)
+/**
+ * Stops every worker without waiting on the main thread; waits a bounded
+ * time for them to exit. Safe to call from Valkey's crash handler on any
+ * thread; never hangs.
+ */
+void killIOThreads(void);
+#endif
+
+#if defined(IOCORE_VALKEY)
+/**
+ * 1 on the main thread, 0 on a worker.
+ */
+int inMainThread(void);
+#endif
+
+#if defined(IOCORE_VALKEY)
+/**
+ * The calling thread's id: 0 for the main thread, 1.. for workers.
+ */
+int getCurTid(void);
+#endif
+
+#if defined(IOCORE_VALKEY)
+/**
+ * Offloads reading the client's query; C_OK if a worker has (or already
+ * had) it, C_ERR if the main thread must read.
+ *
+ * # Safety
+ * `c` is a live client (crate pointer rules).
+ */
+int trySendReadToIOThreads(client *c);
+#endif
+
+#if defined(IOCORE_VALKEY)
+/**
+ * Offloads writing the client's replies; C_OK if a worker has (or already
+ * had) it, C_ERR if the main thread must write.
+ *
+ * # Safety
+ * `c` is a live client.
+ */
+int trySendWriteToIOThreads(client *c);
+#endif
+
+#if defined(IOCORE_VALKEY)
+/**
+ * Offloads freeing a raw string object; on C_OK the reference is the core's.
+ *
+ * # Safety
+ * `o` is a live object.
+ */
+int tryOffloadFreeObjToIOThreads(robj *o);
+#endif
+
+#if defined(IOCORE_VALKEY)
+/**
+ * Offloads freeing `argc` arguments and the zmalloc'ed `argv` array; on
+ * C_OK both are the core's.
+ *
+ * # Safety
+ * `c` is a live client; `argv` holds `argc` live objects.
+ */
+int tryOffloadFreeArgvToIOThreads(client *c, int argc, robj **argv);
+#endif
+
+#if defined(IOCORE_VALKEY)
+/**
+ * Scaling after the event loop's sleep.
+ */
+void IOThreadsAfterSleep(int numevents);
+#endif
+
+#if defined(IOCORE_VALKEY)
+/**
+ * Publishes batched jobs and samples load before the event loop sleeps.
+ */
+void IOThreadsBeforeSleep(long long current_time);
+#endif
+
+#if defined(IOCORE_VALKEY)
+/**
+ * Returns once every job handed to the workers has run. Cannot deadlock:
+ * results that arrive meanwhile are set aside for the next
+ * `processIOThreadsResponses`.
+ */
+void drainIOThreadsQueue(void);
+#endif
+
+#if defined(IOCORE_VALKEY)
+/**
+ * Offloads the event loop's poll while I/O results are pending.
+ */
+void trySendPollJobToIOThreads(void);
+#endif
+
+#if defined(IOCORE_VALKEY)
+/**
+ * Offloads a TLS accept; C_OK if a worker has (or already had) it.
+ *
+ * # Safety
+ * `conn` is a live connection whose private data is its client.
+ */
+int trySendAcceptToIOThreads(connection *conn);
+#endif
+
+#if defined(IOCORE_VALKEY)
+/**
+ * Applies `server.io_threads_num` (CONFIG SET io-threads): drains, then
+ * starts or stops workers. Always succeeds (returns 1); `err` is untouched.
+ */
+int updateIOThreads(const char **err);
+#endif
+
+#if defined(IOCORE_VALKEY)
+/**
+ * Microseconds worker `id` has spent running jobs.
+ */
+long long getIOThreadActiveTimeMicroseconds(int id);
+#endif
+
+#if defined(IOCORE_VALKEY)
+/**
+ * 1 if a worker holds the client's read or write.
+ *
+ * # Safety
+ * `c` is a live client.
+ */
+int clientHasPendingIO(client *c);
+#endif
+
+#if defined(IOCORE_VALKEY)
+/**
+ * Handles every result the workers have sent; returns how many.
+ */
+int processIOThreadsResponses(void);
+#endif
+
+#if defined(IOCORE_VALKEY)
+/**
+ * Sends a result of kind `type` (0..8) for `data` (8-byte aligned) to the
+ * main thread. Called on a worker, by the handlers Valkey runs there.
+ */
+void sendToMainThread(void *data, int type);
+#endif
+
+#if defined(IOCORE_VALKEY)
+/**
+ * Waits until no worker holds the client.
+ *
+ * # Safety
+ * `c` is a live client.
+ */
+void waitForClientIO(client *c);
+#endif
+
+#if defined(IOCORE_VALKEY)
+/**
+ * Publishes the jobs batched in the workers' private inboxes.
+ */
+void commitIOJobs(void);
+#endif
+
+#if defined(IOCORE_VALKEY)
+/**
+ * Read and write results not yet processed.
+ */
+int getPendingIOResponsesCount(void);
+#endif
 
 /**
  * Initialises an MPSC queue with a size that must be a power of 2.

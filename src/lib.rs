@@ -49,6 +49,8 @@ pub mod job;
 pub mod pool;
 pub mod ring;
 mod sync;
+#[cfg(feature = "valkey")]
+mod valkey;
 
 #[cfg(not(loom))]
 mod ffi;

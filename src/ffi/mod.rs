@@ -4,4 +4,6 @@
 //! rules in the crate documentation; its `# Safety` section adds only what is
 //! specific to it.
 
+#[cfg(feature = "valkey")]
+pub mod io_threads;
 pub mod queues;
