@@ -122,6 +122,9 @@ pub struct Pool<H: Handler> {
     /// Results taken out of the outbox by a drain or a stop, oldest first;
     /// handed out by `pop_results` before anything still in the outbox.
     holding: VecDeque<Word>,
+    /// Set by `abandon`: the workers are gone or stuck, so dropping the pool
+    /// must neither drain nor wait for them.
+    abandoned: bool,
     _main_thread_only: PhantomData<*mut ()>,
 }
 
@@ -154,6 +157,7 @@ impl<H: Handler> Pool<H> {
             submitted: 0,
             ids_used: 1,
             holding: VecDeque::new(),
+            abandoned: false,
             _main_thread_only: PhantomData,
         }
     }
@@ -494,6 +498,7 @@ impl<H: Handler> Pool<H> {
     ///
     /// May be called from any thread, including a worker.
     pub fn abandon(&mut self, timeout: Duration) -> usize {
+        self.abandoned = true;
         let me = current_worker_id();
         for worker in &self.workers {
             // Relaxed, then the Release store of `stop` orders it.
@@ -566,6 +571,11 @@ impl<H: Handler> Pool<H> {
 
 impl<H: Handler> Drop for Pool<H> {
     fn drop(&mut self) {
+        if self.abandoned {
+            // Workers that did not exit in time are left running (detached);
+            // they own what they use through their `Arc`s.
+            return;
+        }
         if std::thread::panicking() {
             self.abandon(Duration::from_millis(100));
             return;
