@@ -264,9 +264,13 @@ impl<H: Handler> Pool<H> {
         }
     }
 
-    /// Puts `job` in the shared inbox; gives it back when the inbox is full.
+    /// Puts `job` in the shared inbox; gives it back when the inbox is full
+    /// or the pool has no worker to run it.
     #[inline]
     pub fn try_submit_shared(&mut self, job: Job) -> Result<(), Job> {
+        if self.workers.is_empty() {
+            return Err(job);
+        }
         self.shared_inbox.push(job.word()).map_err(|_| job)?;
         self.submitted += 1;
         // Relaxed: the cheap half of the handshake; `commit` is the full one.
