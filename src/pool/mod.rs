@@ -61,6 +61,21 @@ pub struct PoolConfig {
     pub stack_size: usize,
     /// Workers are named `{name_prefix}{id}`.
     pub name_prefix: String,
+    /// What an idle active worker does; [`IdlePolicy::Park`] unless
+    /// benchmarking against 9.1.2's behaviour.
+    pub idle: IdlePolicy,
+}
+
+/// What an active worker does when it finds no job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdlePolicy {
+    /// Poll briefly, then sleep until the main thread publishes work.
+    #[default]
+    Park,
+    /// Poll forever, as Valkey 9.1.2's workers do: an idle active worker
+    /// burns its CPU. Deactivated workers still sleep. For benchmarks that
+    /// compare against 9.1.2; never the right choice in production.
+    Spin,
 }
 
 impl Default for PoolConfig {
@@ -73,6 +88,7 @@ impl Default for PoolConfig {
             cpus: None,
             stack_size: 8 << 20,
             name_prefix: "io_thd_".to_owned(),
+            idle: IdlePolicy::Park,
         }
     }
 }
@@ -208,6 +224,7 @@ impl<H: Handler> Pool<H> {
         });
         let worker = Worker {
             id,
+            idle: self.config.idle,
             shared: self.shared.clone(),
             control: control.clone(),
             inbox: inbox_consumer,

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::park::Parker;
-use super::{Handler, Shared};
+use super::{Handler, IdlePolicy, Shared};
 use crate::job::Job;
 use crate::ring::{mpsc, spmc, spsc, Word};
 use crate::sync::{spin_loop, yield_now, Arc, AtomicBool, AtomicU64, Ordering};
@@ -135,6 +135,7 @@ impl Outlet {
 /// What a worker thread needs; moved into the thread when it is spawned.
 pub(crate) struct Worker<H: Handler> {
     pub(crate) id: usize,
+    pub(crate) idle: IdlePolicy,
     pub(crate) shared: Arc<Shared>,
     pub(crate) control: Arc<WorkerControl>,
     pub(crate) inbox: spsc::Consumer,
@@ -186,8 +187,10 @@ impl<H: Handler> Worker<H> {
 
             // Relaxed: a stale answer costs one more poll or one sleep that
             // the activation's wake-up ends (see `park`).
-            if self.control.active.load(Ordering::Relaxed) && idle_polls < SPINS_BEFORE_SLEEP {
-                idle_polls += 1;
+            if self.control.active.load(Ordering::Relaxed)
+                && (idle_polls < SPINS_BEFORE_SLEEP || self.idle == IdlePolicy::Spin)
+            {
+                idle_polls = idle_polls.saturating_add(1);
                 spin_loop();
                 continue;
             }
