@@ -44,9 +44,21 @@ const CLIENT_PENDING_IO: u8 = sys::CLIENT_PENDING_IO as u8;
 const CLIENT_COMPLETED_IO: u8 = sys::CLIENT_COMPLETED_IO as u8;
 
 /// Ring sizes of 9.1.2 (`IO_SPMC_QUEUE_SIZE` and friends).
+#[cfg(not(feature = "tiny-rings"))]
 const SHARED_INBOX_SIZE: usize = 4096;
+#[cfg(not(feature = "tiny-rings"))]
 const PRIVATE_INBOX_SIZE: usize = 4096;
+#[cfg(not(feature = "tiny-rings"))]
 const OUTBOX_SIZE: usize = 16384;
+/// With `tiny-rings`, every ring has a few slots, so the full-inbox and
+/// full-outbox paths (refused offloads, worker backlogs, draining through
+/// the holding list) run all the time. For tests only.
+#[cfg(feature = "tiny-rings")]
+const SHARED_INBOX_SIZE: usize = 4;
+#[cfg(feature = "tiny-rings")]
+const PRIVATE_INBOX_SIZE: usize = 4;
+#[cfg(feature = "tiny-rings")]
+const OUTBOX_SIZE: usize = 4;
 /// Results handled per batch (`JOB_BATCH_SIZE`).
 const RESULT_BATCH: usize = 16;
 /// Up to this many active threads the poll job goes to the shared inbox;
@@ -279,7 +291,6 @@ fn pool_config() -> PoolConfig {
         private_inbox_capacity: PRIVATE_INBOX_SIZE,
         outbox_capacity: OUTBOX_SIZE,
         cpus,
-        stack_size: 4 << 20,
         name_prefix: "io_thd_".to_owned(),
         ..PoolConfig::default()
     }
@@ -473,7 +484,10 @@ pub(crate) fn after_sleep(events: c_int) {
     // SAFETY: main-thread config field.
     if unsafe { (*server()).io_threads_always_active } != 0 {
         if events > 0 && active < configured {
-            with_pool(|pool| set_active(pool, configured));
+            with_pool(|pool| {
+                let all = pool.threads();
+                set_active(pool, all)
+            });
         }
         return;
     }
