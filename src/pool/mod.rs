@@ -398,6 +398,15 @@ impl<H: Handler> Pool<H> {
         self.submitted - finished
     }
 
+    /// Workers that have announced a sleep and not yet woken: a snapshot,
+    /// stale as soon as it is read. A worker counted here while inactive
+    /// takes no shared job until it is activated again.
+    pub fn sleeping_workers(&self) -> usize {
+        // Relaxed: a count for the caller to look at; nothing is published
+        // through it.
+        self.shared.sleepers.load(Ordering::Relaxed)
+    }
+
     /// Jobs accepted by an inbox since the pool was created.
     pub fn submitted(&self) -> u64 {
         self.submitted
@@ -558,7 +567,7 @@ impl<H: Handler> Pool<H> {
         self.shared
             .stats
             .get(id)
-            .map_or(0, |stats| stats.active_time_us.load(Ordering::Relaxed))
+            .map_or(0, |stats| stats.active_time_ns.load(Ordering::Relaxed) / 1000)
     }
 
     /// Jobs worker `id` has run.

@@ -50,8 +50,9 @@ pub(crate) struct WorkerControl {
 pub(crate) struct WorkerStats {
     /// Jobs this worker has run.
     pub(crate) finished: AtomicU64,
-    /// Microseconds spent running jobs (not spinning, not sleeping).
-    pub(crate) active_time_us: AtomicU64,
+    /// Nanoseconds spent running jobs (not spinning, not sleeping). Kept in
+    /// nanoseconds so that jobs shorter than a microsecond still count.
+    pub(crate) active_time_ns: AtomicU64,
 }
 
 impl WorkerStats {
@@ -226,7 +227,7 @@ impl<H: Handler> Worker<H> {
 
         if let Some(started) = started {
             let stats = &self.shared.stats[self.id];
-            WorkerStats::add(&stats.active_time_us, started.elapsed().as_micros() as u64);
+            WorkerStats::add(&stats.active_time_ns, started.elapsed().as_nanos() as u64);
             WorkerStats::add(&stats.finished, ran as u64);
         }
         ran
