@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Builds Valkey 9.1.2 side by side from one pristine tree, so that the stock
+# server and the one on valkey-iocore can be compared:
+#
+#   c            build/valkey-c            the pristine tree, untouched
+#   rust         build/valkey-rust         patched; the crate linked statically
+#   rust-shared  build/valkey-rust-shared  patched; the crate as a shared
+#                                          library, found through RUNPATH
+#
+# Each tree's src/ then holds valkey-server, valkey-cli and valkey-benchmark
+# (and valkey-unit-gtests with --unit).
+#
+# usage: scripts/build-valkey.sh [--mode full|queues] [--unit] [-j N] VARIANT...
+#
+#   --mode  what the crate replaces in the rust trees: full (io_threads.o and
+#           queues.o, the default) or queues (queues.o only, Valkey's own
+#           io_threads.o stays). Default: $IOCORE_MODE, else full.
+#   --unit  also build the gtest unit tests.
+#   -j N    parallel jobs (default: the number of CPUs).
+#
+# A rust tree is re-patched, keeping its build outputs, whenever valkey-patch/
+# changes. Logs go to build/logs/.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD_DIR:-$root/build}
+logs=$build/logs
+patch_dir=$root/valkey-patch
+mode=${IOCORE_MODE:-full}
+unit=0
+jobs=$(nproc)
+variants=()
+
+say() { echo "build-valkey: $*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+while [ $# -gt 0 ]; do
+    case $1 in
+    --mode) mode=$2; shift 2 ;;
+    --unit) unit=1; shift ;;
+    -j) jobs=$2; shift 2 ;;
+    -j*) jobs=${1#-j}; shift ;;
+    c | rust | rust-shared) variants+=("$1"); shift ;;
+    *) die "unknown argument '$1' (usage: build-valkey.sh [--mode full|queues] [--unit] [-j N] c|rust|rust-shared...)" ;;
+    esac
+done
+[ ${#variants[@]} -gt 0 ] || variants=(c rust)
+case $mode in full | queues) ;; *) die "--mode must be full or queues, not '$mode'" ;; esac
+
+# The Valkey build is its own make world: nothing of a calling make leaks in.
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
+
+pristine=$("$root/scripts/fetch-valkey.sh")
+patch_id=$(cat "$patch_dir"/valkey-9.1.2.patch "$patch_dir"/apply.sh | sha256sum | cut -c1-16)
+mkdir -p "$logs"
+
+# Files the patch edits, restored from the pristine tree before re-patching.
+patched_files() {
+    sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$patch_dir/valkey-9.1.2.patch"
+}
+
+# Makes sure build/valkey-VARIANT exists and is the right kind of tree.
+prepare_tree() {
+    local variant=$1 tree=$build/valkey-$1
+    if [ ! -f "$tree/.iocore-tree" ]; then
+        local seed=$pristine
+        # A shared-library tree differs from the static one in the link only.
+        [ "$variant" = rust-shared ] && [ -f "$build/valkey-rust/.iocore-tree" ] && seed=$build/valkey-rust
+        say "creating $tree from $seed"
+        rm -rf "$tree" "$tree.part"
+        cp -a "$seed" "$tree.part"
+        rm -f "$tree.part/.iocore-tree"
+        mv "$tree.part" "$tree"
+    fi
+
+    if [ "$variant" = c ]; then
+        [ ! -e "$tree/src/iocore.mk" ] || die "$tree is patched; remove it to rebuild the stock tree"
+        echo "variant=c" >"$tree/.iocore-tree"
+        return
+    fi
+
+    local link=static
+    [ "$variant" = rust-shared ] && link=shared
+    if [ -e "$tree/src/iocore.mk" ] && ! grep -qx "variant=$variant patch=$patch_id" "$tree/.iocore-tree"; then
+        say "valkey-patch/ changed: re-patching $tree"
+        local f
+        for f in $(patched_files); do cp "$pristine/$f" "$tree/$f"; done
+    fi
+    "$patch_dir/apply.sh" "$tree" "$mode" "$link"
+    echo "variant=$variant patch=$patch_id" >"$tree/.iocore-tree"
+}
+
+build_tree() {
+    local variant=$1 tree=$build/valkey-$1
+    local log=$logs/valkey-$variant-build.log
+    local what=(all)
+    [ $unit = 1 ] && what+=(valkey-unit-gtests)
+    local start=$SECONDS
+    say "building $variant (${what[*]}, -j$jobs) in $tree; log: $log"
+    if ! make -C "$tree/src" -j"$jobs" "${what[@]}" >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        die "building $variant failed; see $log"
+    fi
+    say "built $variant in $((SECONDS - start)) s"
+}
+
+for v in "${variants[@]}"; do
+    prepare_tree "$v"
+    build_tree "$v"
+done
