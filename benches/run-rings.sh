@@ -16,6 +16,7 @@ valkey=$bin/rings_bench-valkey
 raw=${result%.md}-raw.tsv
 
 mkdir -p "$(dirname "$result")"
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 scenarios=$("$rust" --list)
 read -r cpu_main cpu_other0 cpu_other1 < <("$rust" --cpus)
 
@@ -33,10 +34,44 @@ for round in $(seq 1 "$rounds"); do
     echo "run-rings: round $round of $rounds done" >&2
 done
 
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# Instructions per item of each exported function, counted by callgrind on
+# the call-* scenarios: exact and unmoved by whatever else the machine runs.
+instructions_table() {
+    local items=64000 counted=70400 # warm-up 64000/10, then 5 x 64000/5
+    local dir
+    dir=$(mktemp -d)
+    for s in call-spmc call-mpsc call-spsc; do
+        for build in valkey rust; do
+            valgrind --tool=callgrind --callgrind-out-file="$dir/$build-$s" \
+                "$bin/rings_bench-$build" "$s" "$items" >/dev/null 2>&1
+            # Self cost by function name, summed over source files: in the
+            # Rust build inlined code is charged to the exported function.
+            callgrind_annotate --threshold=100 "$dir/$build-$s" 2>/dev/null |
+                awk -v build="$build" -v items="$counted" '
+                    /^ *[0-9,]+ \(/ {
+                        fn = $0; sub(/^[^)]*\) +/, "", fn); sub(/ \[.*/, "", fn); sub(/.*:/, "", fn)
+                        if (fn !~ /^(spmc|mpsc|spsc)[A-Z][A-Za-z]*$/) next
+                        n = $1; gsub(/,/, "", n); ir[fn] += n
+                    }
+                    END { for (fn in ir) if (fn !~ /Init|Free/) printf "%s\t%s\t%.1f\n", fn, build, ir[fn] / items }'
+        done
+    done | sort -t"$(printf '\t')" -k1,1 -s >"$dir/ir.tsv"
+    echo "| function | C instructions/item | Rust instructions/item | Rust - C |"
+    echo "|---|---:|---:|---:|"
+    awk -F'\t' '{ v[$1, $2] = $3; if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 } }
+        END { for (i = 1; i <= n; i++) { f = order[i]
+            printf "| %s | %.1f | %.1f | %+.1f |\n", f, v[f, "valkey"], v[f, "rust"], v[f, "rust"] - v[f, "valkey"] } }' \
+        "$dir/ir.tsv"
+    rm -rf "$dir"
+}
+
 {
     echo "# Ring benchmarks: valkey-iocore (Rust) against Valkey 9.1.2's queues.c"
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "- load average (1, 5, 15 min): $load_start at the start, $load_end at the end"
     echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r)"
     echo "- C compiler: $(${CC:-cc} --version | head -n1)"
     echo "- Rust: $(rustc --version 2>/dev/null || echo unknown), release profile of Cargo.toml"
@@ -91,6 +126,15 @@ done
     echo "scheduler's hand-over between them, not the ring."
     echo
     echo "Raw figures: $(basename "$raw")."
+    if command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null; then
+        echo
+        echo "## Instructions per item (callgrind, call-* scenarios)"
+        echo
+        instructions_table
+        echo
+        echo "Per item: a batch call (mpscDequeueBatch, 16 items; spscDequeueBatch,"
+        echo "32 items) is divided among the items it moves."
+    fi
 } >"$result"
 
 cat "$result"
