@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs both builds of the ring tests and checks that they observed the same
-# results, then prints the total as "N passed, N failed" (the last line).
-# The layout check has already passed when this runs: it is a compile step.
-#   usage: run.sh OUT_DIR
+# results and that our library exports every function queues.c defines, then
+# prints the total as "N passed, N failed" (the last line). The layout check
+# has already passed when this runs: it is a compile step.
+#   usage: run.sh OUT_DIR VALKEY_QUEUES_O IOCORE_SO
 set -uo pipefail
 
 out=$1
+queues_o=$2
+iocore_so=$3
 passed=1 # layout.c compiled
 failed=0
 
@@ -29,6 +32,16 @@ run() { # build-name
 }
 
 echo "c-tests: layout.c compiled: queues.h and valkey_iocore.h agree on prototypes and layout"
+
+functions() { nm "$@" | awk '$2 == "T" { print $3 }' | sort; }
+missing=$(comm -23 <(functions -g --defined-only "$queues_o") <(functions -D --defined-only "$iocore_so"))
+if [ -z "$missing" ]; then
+    echo "c-tests: $(basename "$iocore_so") exports all $(functions -g --defined-only "$queues_o" | wc -l) functions queues.c defines"
+    passed=$((passed + 1))
+else
+    echo "c-tests: $(basename "$iocore_so") lacks functions queues.c defines:" $missing
+    failed=$((failed + 1))
+fi
 run valkey
 run rust
 
