@@ -7,8 +7,8 @@
  *
  *     <scenario> <value>
  *
- * (items per second for tput-*, nanoseconds per round trip for rtt-*,
- * nanoseconds per item for call-*);
+ * (items per second for tput-*, the median round trip's nanoseconds for
+ * rtt-*, nanoseconds per item for call-*);
  * benches/run-rings.sh alternates the two builds over several rounds and
  * turns the numbers into a table. `--list` prints the scenarios, `--cpus`
  * the CPUs of the main thread and of the first two other threads.
@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <x86intrin.h>
 
 #include "queues.h"
 #ifdef IOCORE_RUST
@@ -97,7 +98,8 @@ static void *item(uintptr_t n) {
     return (void *)n;
 }
 
-/* Every scenario's threads meet at a barrier before the clock starts. */
+/* What a scenario's threads share. They meet at `start` before the clock
+ * starts; each scenario uses only the rings it needs. */
 struct bench {
     pthread_barrier_t start;
     uint64_t items; /* items to move, or round trips to make */
@@ -107,8 +109,6 @@ struct bench {
     mpscQueue mpsc;
     mpscQueue mpsc_out[2];
     spscQueue spsc, spsc_back;
-    bool commit_each;
-    int id[2];
 };
 
 struct thread_arg {
@@ -261,6 +261,45 @@ static double tput_spsc(uint64_t items, bool commit_each) {
     return (double)items * 1e9 / (t1 - t0);
 }
 
+/* Round-trip times, one per trip, in TSC ticks. The median is reported:
+ * trips that another process delayed (the machines this runs on are small
+ * and shared) move a mean a lot and a median hardly at all. */
+struct trip_times {
+    uint32_t *ticks;
+    uint64_t count;
+    uint64_t tsc_start, last;
+    double ns_start;
+};
+
+static void trips_start(struct trip_times *t, uint64_t trips) {
+    t->ticks = malloc(trips * sizeof *t->ticks);
+    if (t->ticks == NULL) die("out of memory");
+    t->count = 0;
+    t->ns_start = now_ns();
+    t->tsc_start = t->last = __rdtsc();
+}
+
+static void trips_mark(struct trip_times *t) {
+    uint64_t now = __rdtsc(), ticks = now - t->last;
+    t->ticks[t->count++] = ticks > UINT32_MAX ? UINT32_MAX : (uint32_t)ticks;
+    t->last = now;
+}
+
+static int compare_ticks(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median trip in nanoseconds, the TSC calibrated against the clock over
+ * the whole run. */
+static double trips_median_ns(struct trip_times *t) {
+    double ns_per_tick = (now_ns() - t->ns_start) / (double)(__rdtsc() - t->tsc_start);
+    qsort(t->ticks, t->count, sizeof *t->ticks, compare_ticks);
+    double median = t->ticks[t->count / 2];
+    free(t->ticks);
+    return median * ns_per_tick;
+}
+
 /* ---- Round trips -------------------------------------------------------
  *
  * One item in flight: the main thread sends it through the ring under test
@@ -292,8 +331,9 @@ static double rtt_spmc(uint64_t trips, int workers) {
     for (int i = 0; i < workers; i++) spmcInit(&b.spmc_back[i], SPMC_RING);
     run_threads(&b, spmc_echo, threads, args);
 
+    struct trip_times times;
     pthread_barrier_wait(&b.start);
-    double t0 = now_ns();
+    trips_start(&times, trips);
     for (uint64_t n = 1; n <= trips; n++) {
         spmcEnqueue(&b.spmc, item(n));
         unsigned spins = 0;
@@ -301,14 +341,15 @@ static double rtt_spmc(uint64_t trips, int workers) {
             if (spmcDequeue(&b.spmc_back[w]) != NULL) break;
             if (workers > 1) backoff(&spins);
         }
+        trips_mark(&times);
     }
-    double t1 = now_ns();
+    double median = trips_median_ns(&times);
     for (int i = 0; i < workers; i++) spmcEnqueue(&b.spmc, STOP);
     join_threads(&b, threads);
 
     spmcFree(&b.spmc);
     for (int i = 0; i < workers; i++) spmcFree(&b.spmc_back[i]);
-    return (t1 - t0) / (double)trips;
+    return median;
 }
 
 /* MPSC: each worker's own MPSC ring out (the main thread its producer),
@@ -341,21 +382,23 @@ static double rtt_mpsc(uint64_t trips, int workers) {
     for (int i = 0; i < workers; i++) mpscInit(&b.mpsc_out[i], MPSC_RING);
     run_threads(&b, mpsc_echo, threads, args);
 
+    struct trip_times times;
     pthread_barrier_wait(&b.start);
-    double t0 = now_ns();
+    trips_start(&times, trips);
     for (uint64_t n = 1; n <= trips; n++) {
         mpscEnqueue(&b.mpsc_out[n % (uint64_t)workers], item(n), &ticket);
         unsigned spins = 0;
         while (mpscDequeueBatch(&b.mpsc, &v, 1) == 0)
             if (workers > 1) backoff(&spins);
+        trips_mark(&times);
     }
-    double t1 = now_ns();
+    double median = trips_median_ns(&times);
     for (int i = 0; i < workers; i++) mpscEnqueue(&b.mpsc_out[i], STOP, &ticket);
     join_threads(&b, threads);
 
     mpscFree(&b.mpsc);
     for (int i = 0; i < workers; i++) mpscFree(&b.mpsc_out[i]);
-    return (t1 - t0) / (double)trips;
+    return median;
 }
 
 /* SPSC, committing every item: one ring out, one back. */
@@ -385,19 +428,21 @@ static double rtt_spsc(uint64_t trips) {
     spscInit(&b.spsc_back, SPSC_RING);
     run_threads(&b, spsc_echo, threads, args);
 
+    struct trip_times times;
     pthread_barrier_wait(&b.start);
-    double t0 = now_ns();
+    trips_start(&times, trips);
     for (uint64_t n = 1; n <= trips; n++) {
         spscEnqueue(&b.spsc, item(n), true); /* never full: one in flight */
         while (spscDequeueBatch(&b.spsc_back, &v, 1) == 0) {}
+        trips_mark(&times);
     }
-    double t1 = now_ns();
+    double median = trips_median_ns(&times);
     spscEnqueue(&b.spsc, STOP, true);
     join_threads(&b, threads);
 
     spscFree(&b.spsc);
     spscFree(&b.spsc_back);
-    return (t1 - t0) / (double)trips;
+    return median;
 }
 
 /* ---- Calls on one thread ---------------------------------------------
@@ -455,11 +500,11 @@ static double call_spsc(uint64_t items, int arg) {
 
 /* ---- Scenarios -------------------------------------------------------- */
 
-/* A run repeats the measurement, each time with a fifth of the scenario's
+/* A run repeats the measurement, each time with a tenth of the scenario's
  * items, and reports the best: other processes on the machine only ever
  * slow a repetition down, so the best is the least disturbed one. Sizes put
  * a run near half a second on a 2-CPU EPYC VM. */
-#define REPEATS 5
+#define REPEATS 10
 #define MILLION 1000000ull
 
 struct scenario {

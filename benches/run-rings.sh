@@ -39,7 +39,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 # Instructions per item of each exported function, counted by callgrind on
 # the call-* scenarios: exact and unmoved by whatever else the machine runs.
 instructions_table() {
-    local items=64000 counted=70400 # warm-up 64000/10, then 5 x 64000/5
+    local items=64000 counted=70400 # warm-up 64000/10, then 10 x 64000/10
     local dir
     dir=$(mktemp -d)
     for s in call-spmc call-mpsc call-spsc; do
@@ -78,7 +78,7 @@ instructions_table() {
     echo "- queues.c flags: ${VALKEY_CFLAGS:-?} (no LTO, like our library)"
     echo "- harness flags (both builds): ${BENCH_CFLAGS:-?}"
     echo "- threads: the ring's single side on CPU $cpu_main; the other side on CPU $cpu_other0 (first) and CPU $cpu_other1 (second)"
-    echo "- $rounds rounds, builds alternating within each round; each run warms up, then reports the best of 5 repetitions"
+    echo "- $rounds rounds, builds alternating within each round; each run warms up, then reports the best of 10 repetitions"
     echo
     echo "| scenario | unit | C median | Rust median | speed Rust/C | Rust/C per round (min..max) | |"
     echo "|---|---|---:|---:|---:|---|---|"
@@ -115,7 +115,7 @@ instructions_table() {
     echo "tput-X-NpMc: items/s through ring X with N producers and M consumers,"
     echo "from the first push to the last item taken. spsc-batch32 commits every"
     echo "32nd push (spscIsFull publishes the rest), spsc-commit1 every push."
-    echo "rtt-X: mean time for one item to go from the main thread to a worker"
+    echo "rtt-X: median time for one item to go from the main thread to a worker"
     echo "and back, each way through a ring of kind X, one item in flight."
     echo "call-X: nanoseconds per item (one push, one pop) in bursts of 32 (16"
     echo "for MPSC) on one thread: the calls' own cost, no cache-line transfers."
