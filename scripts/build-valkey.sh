@@ -49,6 +49,10 @@ case $mode in full | queues) ;; *) die "--mode must be full or queues, not '$mod
 
 # The Valkey build is its own make world: nothing of a calling make leaks in.
 unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
+# Valkey stamps the git commit it finds into release.h; the trees live inside
+# this repository, whose commits are not Valkey's (and would rebuild release.o
+# at each one).
+export GIT_CEILING_DIRECTORIES=$build
 
 pristine=$("$root/scripts/fetch-valkey.sh")
 patch_id=$(cat "$patch_dir"/valkey-9.1.2.patch "$patch_dir"/apply.sh | sha256sum | cut -c1-16)
@@ -90,17 +94,23 @@ prepare_tree() {
     echo "variant=$variant patch=$patch_id" >"$tree/.iocore-tree"
 }
 
+# The unit tests come after the rest, never in the same make: their Makefile
+# runs a second make in src/ for libvalkey.a, which would race the first one
+# on the objects, the crate and the archive.
 build_tree() {
     local variant=$1 tree=$build/valkey-$1
     local log=$logs/valkey-$variant-build.log
-    local what=(all)
-    [ $unit = 1 ] && what+=(valkey-unit-gtests)
-    local start=$SECONDS
-    say "building $variant (${what[*]}, -j$jobs) in $tree; log: $log"
-    if ! make -C "$tree/src" -j"$jobs" "${what[@]}" >"$log" 2>&1; then
-        tail -n 40 "$log" >&2
-        die "building $variant failed; see $log"
-    fi
+    local start=$SECONDS goal
+    local goals=(all)
+    [ $unit = 1 ] && goals+=(valkey-unit-gtests)
+    : >"$log"
+    for goal in "${goals[@]}"; do
+        say "building $variant $goal (-j$jobs) in $tree; log: $log"
+        if ! make -C "$tree/src" -j"$jobs" "$goal" >>"$log" 2>&1; then
+            tail -n 40 "$log" >&2
+            die "building $variant failed; see $log"
+        fi
+    done
     say "built $variant in $((SECONDS - start)) s"
 }
 

@@ -100,7 +100,7 @@ witnesses=()
 c_names=$(nm "$c_tree/src/valkey-server" | awk 'NF == 3 { sub(/\..*/, "", $3); print $3 }' | sort -u)
 for f in "${replaced[@]}"; do
     for fn in $(sed -n 's/^static [^(=;]*[ *]\([A-Za-z_][A-Za-z0-9_]*\)(.*/\1/p' "$c_tree/src/$f.c"); do
-        echo "$c_names" | grep -qx "$fn" && witnesses+=("$fn")
+        grep -qx "$fn" <<<"$c_names" && witnesses+=("$fn")
     done
 done
 
@@ -125,12 +125,13 @@ elif ! present=$(nm "$bin" | awk 'NF == 3 { sub(/\..*/, "", $3); print $3 }' | s
 else
     fail "has the C static functions $(list $present)"
 fi
-# Where each replaced symbol the binary defines was compiled from.
-syms=$(nm --defined-only "$bin" | awk 'NF == 3' | sort -k3,3 | join -1 3 -2 1 -o 1.1,1.3 - <(echo "$defined"))
+# Where each replaced function the binary defines was compiled from.
+syms=$(nm --defined-only "$bin" | awk 'NF == 3 && ($2 == "T" || $2 == "t")' | sort -k3,3 |
+    join -1 3 -2 1 -o 1.1,1.3 - <(echo "$defined"))
 if [ -n "$syms" ]; then
     not_rust=$(paste -d' ' <(echo "$syms" | cut -d' ' -f2) \
-        <(addr2line -e "$bin" $(echo "$syms" | cut -d' ' -f1)) | awk '$2 !~ /\.rs:[0-9?]+/ { print $1 " (" $2 ")" }')
-    [ -z "$not_rust" ] && pass "all $(echo "$syms" | grep -c .) replaced symbols it defines come from .rs files" ||
+        <(addr2line -e "$bin" $(echo "$syms" | cut -d' ' -f1)) | awk '$2 !~ /\.rs:[0-9?]+/ { print $1 "@" $2 }')
+    [ -z "$not_rust" ] && pass "all $(echo "$syms" | grep -c .) replaced functions it defines come from .rs files" ||
         fail "replaced symbols not from Rust: $(list $not_rust)"
 fi
 
@@ -143,7 +144,7 @@ else
     [ "$(setting IOCORE_LINK "$shared_tree")" = shared ] || fail "$shared_tree is not set to IOCORE_LINK = shared"
     needed_libs=$(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
     runpath=$(readelf -d "$bin" | sed -n 's/.*(RUNPATH).*\[\(.*\)\]/\1/p')
-    echo "$needed_libs" | grep -qx libvalkey_iocore.so && pass "NEEDED libvalkey_iocore.so, RUNPATH $runpath" ||
+    grep -qx libvalkey_iocore.so <<<"$needed_libs" && pass "NEEDED libvalkey_iocore.so, RUNPATH $runpath" ||
         fail "does not need libvalkey_iocore.so"
     resolved=$(ldd "$bin" | awk '$1 == "libvalkey_iocore.so" { print $3 }')
     [ "$resolved" = "$shared_tree/src/.iocore-target/release/libvalkey_iocore.so" ] &&
