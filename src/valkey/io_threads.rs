@@ -936,7 +936,16 @@ pub(crate) fn process_responses() -> c_int {
         let mut writes = [ptr::null_mut::<client>(); RESULT_BATCH];
         let (mut n_reads, mut n_writes) = (0, 0);
 
-        let received = with_pool(|pool| pool.pop_results(&mut words)).unwrap_or(0);
+        let received = with_pool(|pool| {
+            let received = pool.pop_results(&mut words);
+            if received == 0 && total == 0 {
+                // Results are due but none came: make sure no worker holding
+                // one of their jobs sleeps through a missed cheap wake-up.
+                pool.commit();
+            }
+            received
+        })
+        .unwrap_or(0);
         for &word in &words[..received] {
             let result = Job::from_word(word).expect("a null result word in the outbox");
             let c: *mut client = result.ptr().cast();
