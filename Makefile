@@ -53,3 +53,87 @@ bench-rings: lib
 	@tree=$$(scripts/fetch-valkey.sh) && \
 	$(MAKE) --no-print-directory -f benches/Makefile run VALKEY_TREE="$$tree" BUILD=$(BUILD) \
 	    ROUNDS=$(BENCH_ROUNDS)
+
+# ---- Valkey on this crate (valkey-patch/, scripts/*valkey*, run-tcl-subset) --
+#
+#   make valkey          three Valkey 9.1.2 trees from one pristine tarball:
+#                        build/valkey-c (stock), build/valkey-rust (the crate
+#                        linked statically), build/valkey-rust-shared (linked
+#                        as a shared library, found through RUNPATH)
+#   make valkey-unit     Valkey's gtest unit tests, built and run in the C
+#                        and Rust trees
+#   make valkey-symbols  the crate exports what Valkey links from io_threads.o
+#                        and queues.o; the Rust servers hold none of that C
+#   make valkey-smoke    each of the three servers, with two I/O threads,
+#                        under a short valkey-benchmark load
+#   make tcl-subset      the TCL subset against both builds, default and
+#                        --io-threads modes; fails if the Rust build fails a
+#                        test the C build passes (TCL_ARGS: more options)
+#   make tcl-full        the same with the whole TCL suite (hours)
+#
+# IOCORE_MODE=queues links the crate in place of queues.o only, keeping
+# Valkey's io_threads.o; the default, full, replaces both.
+
+IOCORE_MODE ?= full
+TCL_ARGS ?=
+
+.PHONY: valkey valkey-unit valkey-symbols valkey-smoke tcl-subset tcl-full
+
+valkey: setup
+	scripts/build-valkey.sh --mode $(IOCORE_MODE) c rust rust-shared
+
+valkey-unit: setup
+	scripts/build-valkey.sh --mode $(IOCORE_MODE) --unit c rust
+	scripts/run-valkey-unit.sh $(BUILD)/valkey-c $(BUILD)/valkey-rust
+
+valkey-symbols: setup
+	scripts/build-valkey.sh --mode $(IOCORE_MODE) --unit c rust
+	scripts/build-valkey.sh --mode $(IOCORE_MODE) rust-shared
+	scripts/check-valkey-symbols.sh $(BUILD)/valkey-c $(BUILD)/valkey-rust $(BUILD)/valkey-rust-shared
+
+valkey-smoke: valkey
+	scripts/valkey-smoke.sh $(BUILD)/valkey-c $(BUILD)/valkey-rust $(BUILD)/valkey-rust-shared
+
+tcl-subset: setup
+	scripts/build-valkey.sh --mode $(IOCORE_MODE) c rust
+	scripts/run-tcl-subset.sh --compare $(BUILD)/valkey-c $(BUILD)/valkey-rust $(TCL_ARGS)
+
+tcl-full: setup
+	scripts/build-valkey.sh --mode $(IOCORE_MODE) c rust
+	scripts/run-tcl-subset.sh --full --compare $(BUILD)/valkey-c $(BUILD)/valkey-rust $(TCL_ARGS)
+
+# ---- Server benchmarks: the C core against ours (scripts/bench/) -----------
+#
+#   make bench   builds build/valkey-c and build/valkey-rust, runs bench-rings
+#                (and bench-pool where the Makefile has it), then
+#                valkey-benchmark against both servers, interleaved round by
+#                round, and a light steady load; writes build/results/bench.md
+#                and bench.png. About 15-20 minutes on 2 CPUs.
+#
+#   BENCH_QUICK=1          every step, briefly (a few minutes): a smoke test
+#   BENCH_SERVER_ROUNDS=N  server rounds (default 6, quick 2)
+#   BENCH_REQUESTS=N       requests per pipeline-1 cell (default 100000,
+#                          quick 20000); pipeline-16 cells run 8 times as many
+#   BENCH_LIGHT_SECONDS=S  measured seconds per light-load run (default 10)
+#   BENCH_NO_BUILD=1       measure build/valkey-{c,rust} as they are
+#   BENCH_ROUNDS           the microbenchmarks' rounds (quick mode: 2)
+#
+# Figures are only as quiet as the machine: check `uptime` first.
+
+BENCH_QUICK ?=
+BENCH_SERVER_ROUNDS ?=
+BENCH_REQUESTS ?=
+BENCH_LIGHT_SECONDS ?=
+BENCH_NO_BUILD ?=
+bench_micro_rounds = $(if $(and $(BENCH_QUICK),$(filter file,$(origin BENCH_ROUNDS))),2,$(BENCH_ROUNDS))
+
+.PHONY: bench
+
+bench:
+	@IOCORE_SETUP_EXTRA=gnuplot-nox scripts/setup.sh || echo "bench: no gnuplot, so no chart" >&2
+	@python3 scripts/bench/valkey_bench.py --make "$(MAKE)" --micro-rounds $(bench_micro_rounds) \
+	    $(if $(BENCH_QUICK),--quick) $(if $(BENCH_NO_BUILD),--no-build) \
+	    $(if $(BENCH_SERVER_ROUNDS),--rounds $(BENCH_SERVER_ROUNDS)) \
+	    $(if $(BENCH_REQUESTS),--requests $(BENCH_REQUESTS)) \
+	    $(if $(BENCH_LIGHT_SECONDS),--light-seconds $(BENCH_LIGHT_SECONDS)) \
+	    --results $(BUILD)/results
