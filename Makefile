@@ -131,7 +131,7 @@ bench_micro_rounds = $(if $(and $(BENCH_QUICK),$(filter file,$(origin BENCH_ROUN
 
 bench:
 	@IOCORE_SETUP_EXTRA=gnuplot-nox scripts/setup.sh || echo "bench: no gnuplot, so no chart" >&2
-	@python3 scripts/bench/valkey_bench.py --make "$(MAKE)" --micro-rounds $(bench_micro_rounds) \
+	@python3 scripts/bench/valkey_bench.py --micro-rounds $(bench_micro_rounds) \
 	    $(if $(BENCH_QUICK),--quick) $(if $(BENCH_NO_BUILD),--no-build) \
 	    $(if $(BENCH_SERVER_ROUNDS),--rounds $(BENCH_SERVER_ROUNDS)) \
 	    $(if $(BENCH_REQUESTS),--requests $(BENCH_REQUESTS)) \
