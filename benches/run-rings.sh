@@ -16,11 +16,20 @@ valkey=$bin/rings_bench-valkey
 raw=${result%.md}-raw.tsv
 
 mkdir -p "$(dirname "$result")"
+
+# Two runs at once would slow each other down and mix their figures, so a
+# second run waits for the first.
+exec 9>"$(dirname "$result")/.rings.lock"
+if ! flock -n 9; then
+    echo "run-rings: waiting for another bench-rings run to finish" >&2
+    flock 9
+fi
+
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 scenarios=$("$rust" --list)
 read -r cpu_main cpu_other0 cpu_other1 < <("$rust" --cpus)
 
-: >"$raw"
+: >"$raw.part"
 for round in $(seq 1 "$rounds"); do
     for s in $scenarios; do
         if [ $((round % 2)) -eq 1 ]; then order="rust valkey"; else order="valkey rust"; fi
@@ -28,12 +37,13 @@ for round in $(seq 1 "$rounds"); do
             exe=$rust
             [ "$build" = valkey ] && exe=$valkey
             read -r name value < <("$exe" "$s")
-            printf '%s\t%s\t%s\t%s\n' "$round" "$build" "$name" "$value" >>"$raw"
+            printf '%s\t%s\t%s\t%s\n' "$round" "$build" "$name" "$value" >>"$raw.part"
         done
     done
     echo "run-rings: round $round of $rounds done" >&2
 done
 
+mv "$raw.part" "$raw"
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Instructions per item of each exported function, counted by callgrind on
