@@ -96,7 +96,7 @@ impl Default for Scaler {
 }
 
 impl Scaler {
-    pub fn new() -> Self {
+    pub const fn new() -> Self {
         Self {
             last_change_ms: 0,
             last_sample_ms: 0,
