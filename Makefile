@@ -1,14 +1,16 @@
 # valkey-iocore: Valkey 9.1.2's I/O-threads core in Rust.
 #
 #   make          build the library (static and shared) and refresh include/
-#   make test     every test: cargo tests, C tests against Valkey's own code
+#   make run      set up, build Valkey 9.1.2 on the crate, start it (io-threads 4)
+#   make test     every test: cargo tests, loom models, C tests, Valkey's own
+#                 unit tests and TCL subset on the crate (see test-valkey)
 #   make headers  regenerate include/ from the Rust sources
 
 CARGO ?= cargo
 BUILD ?= $(CURDIR)/build
 export BUILD_DIR := $(BUILD)
 
-.PHONY: all lib headers test test-rust test-c setup valkey-src clean
+.PHONY: all lib headers run test test-rust test-c loom miri setup valkey-src clean
 
 all: lib
 
@@ -25,6 +27,29 @@ test: test-rust test-c
 
 test-rust:
 	$(CARGO) test --release
+
+# The loom models of the rings and the pool (tests/loom_*.rs), in a target
+# folder of their own so that --cfg loom does not rebuild the normal one.
+# LOOM_MAX_PREEMPTIONS overrides each model's preemption bound.
+loom:
+	RUSTFLAGS="--cfg loom" $(CARGO) test --release --target-dir target/loom \
+	    --test loom_rings --test loom_pool
+
+# The rings' and the job words' unit tests, small multi-threaded ones
+# included, under Miri; the pool's tests, which start OS threads by the dozen
+# and time them, are left out. Needs a nightly toolchain with the miri
+# component, which this target does not install.
+MIRI_TOOLCHAIN ?= nightly
+miri:
+	@$(CARGO) +$(MIRI_TOOLCHAIN) miri --version >/dev/null 2>&1 || { \
+	    echo "miri: no miri in the $(MIRI_TOOLCHAIN) toolchain;" \
+	         "install it with: rustup +$(MIRI_TOOLCHAIN) component add miri" >&2; exit 1; }
+	$(CARGO) +$(MIRI_TOOLCHAIN) miri test --lib -- ring:: job::
+
+# Builds Valkey 9.1.2 on the crate and starts it in the foreground.
+run: setup
+	scripts/build-valkey.sh rust
+	scripts/run-valkey.sh
 
 clean:
 	$(CARGO) clean
