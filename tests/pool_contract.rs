@@ -385,3 +385,25 @@ fn abandon_of_an_idle_pool_stops_every_worker() {
     pool.set_active(2);
     assert_eq!(pool.abandon(Duration::from_secs(10)), 4);
 }
+
+#[test]
+fn abandon_stops_a_worker_whose_backlog_can_never_drain() {
+    let _watchdog = Watchdog::new("abandon with a backlog", Duration::from_secs(60));
+    let recorder = Recorder::new(64, 16);
+    let mut pool = started_pool(tiny_config("ct_d"), &recorder, 2);
+
+    // Nobody takes results: the two-slot outbox fills and the worker keeps
+    // the rest in its backlog, retrying, as it would after a crash.
+    for i in 0..10 {
+        pool.try_submit_private(1, job(i), true).unwrap();
+    }
+    wait_until("every job to run", PATIENCE, || pool.pending_jobs() == 0);
+
+    let timeout = Duration::from_secs(5);
+    let began = Instant::now();
+    assert_eq!(pool.abandon(timeout), 1, "the worker with a backlog must exit");
+    assert!(
+        began.elapsed() < timeout,
+        "abandon waited out its timeout for a worker with a backlog"
+    );
+}

@@ -171,6 +171,14 @@ impl<H: Handler> Worker<H> {
         let mut batch = [std::ptr::null_mut(); BATCH];
         let mut idle_polls = 0u32;
         loop {
+            // Relaxed: `abandon` is set only when the process is going down;
+            // seeing it one pass late costs one more pass. Checked first, so
+            // that a worker whose backlog can never drain (nobody empties the
+            // outbox any more) still exits.
+            if self.control.abandon.load(Ordering::Relaxed) {
+                return;
+            }
+
             if self.run_available(&mut batch) > 0 {
                 idle_polls = 0;
                 continue;
