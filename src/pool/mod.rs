@@ -536,6 +536,9 @@ impl<H: Handler> Pool<H> {
             // Release: pairs with the Acquire load in the worker's loop.
             worker.control.stop.store(true, Ordering::Release);
         }
+        // SeqCst: the main thread's side of the sleep/wake handshake (see
+        // `park`): a worker re-checking after its own fence sees `stop`, or
+        // we see it sleeping below. Every worker is unparked anyway.
         fence(Ordering::SeqCst);
         for worker in &self.workers {
             worker.control.parker.wake_if_sleeping();

@@ -21,10 +21,12 @@
 //! The two SeqCst fences are totally ordered, so at least one side sees the
 //! other's store: either the worker finds the work and does not sleep, or the
 //! main thread finds it sleeping and wakes it. The main thread pays the fence
-//! only at commit points (`Pool::commit`, activation, drain, stop); on each
-//! single publish it does one Relaxed load of the pool's sleeper count and
-//! wakes a worker only when it is non-zero. A publish whose Relaxed load missed
-//! a sleeper is caught by the next commit point, which Valkey reaches before
+//! at commit points (`Pool::commit`, activation, drain, stop) and when a
+//! cheap check says somebody sleeps. A shared-inbox publish does one Relaxed
+//! load of the pool's sleeper count and fences only when it is non-zero; a
+//! committed private publish loads its worker's state word instead; an
+//! uncommitted one loads nothing. A publish whose Relaxed load missed a
+//! sleeper is caught by the next commit point, which Valkey reaches before
 //! its event loop blocks and before every wait on a worker.
 
 use crate::sync::{fence, AtomicU32, AtomicUsize, Ordering};
@@ -86,8 +88,11 @@ impl Parker {
     /// must now unpark the worker's thread. Called by the main thread after a
     /// SeqCst fence that follows whatever it published.
     pub(crate) fn wake_if_sleeping(&self) -> bool {
-        // AcqRel: Release pairs with the Acquire load in `sleep`; Acquire
-        // keeps this CAS after the caller's fence.
+        // AcqRel: the Release half pairs with the Acquire load in `sleep`, so
+        // what the caller published is visible to the woken worker. The
+        // Acquire half pairs with nothing (the worker stores SLEEPING
+        // Relaxed); the caller's SeqCst fence is what orders this CAS after
+        // the publication.
         self.state
             .compare_exchange(SLEEPING, NOTIFIED, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()

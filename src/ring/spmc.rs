@@ -211,7 +211,8 @@ impl SpmcRing {
             return true;
         }
 
-        // Acquire: pairs with the consumers' CAS chain on `head`; a stale
+        // Acquire, though nothing is read through it: the consumers' CAS on
+        // `head` is Relaxed, so Relaxed would be as correct here. A stale
         // value only makes us report "not empty", which callers treat as the
         // conservative answer.
         let head = self.head.0.load(Ordering::Acquire);
