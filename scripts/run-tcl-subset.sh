@@ -9,8 +9,10 @@
 #       tests passed ([ok]), failed ([err]) and aborted the run ([exception]).
 #   run-tcl-subset.sh [options] --compare C_TREE RUST_TREE
 #       runs against both and lists, per mode, every test the C build passes
-#       that the Rust build fails or never reaches. Exits 1 if there is one:
-#       the Rust build must fail no test the C build passes.
+#       that the Rust build fails or never reaches. The units of such tests
+#       that failed are run once more against the Rust build, and a test that
+#       passes there is reported as flaky, not counted. Exits 1 if one is
+#       left: the Rust build must fail no test the C build passes.
 #
 # Options:
 #   --full          the whole suite (runtest's own list) instead of the subset
@@ -109,13 +111,19 @@ mkdir -p "$out"
 
 name_of() { basename "$1" | sed 's/^valkey-//'; }
 
-# One runtest run; leaves LOG, and .ok/.err lists of test names beside it.
+# One runtest run; leaves LOG, and .ok/.err lists of test names beside it
+# (.err-units: name TAB unit). A third argument names the run (default: the
+# tree's name and the mode); further ones are the units to run instead of
+# the subset or the full suite.
 run_one() {
-    local tree=$1 mode=$2 base=$out/$(name_of "$1")-$2
+    local tree=$1 mode=$2 base=$out/${3:-$(name_of "$1")-$2}
+    local only=("${@:4}")
     local args=(--clients "$clients" --timeout "$per_test_timeout" --durable --dump-logs)
     [ "$mode" = io-threads ] && args+=(--io-threads)
-    if [ $full = 0 ]; then
-        local u
+    local u
+    if [ ${#only[@]} -gt 0 ]; then
+        for u in "${only[@]}"; do args+=(--single "$u"); done
+    elif [ $full = 0 ]; then
         for u in "${units[@]}"; do args+=(--single "$u"); done
     fi
     args+=(${extra[@]+"${extra[@]}"})
@@ -130,6 +138,7 @@ run_one() {
     sed 's/\x1b\[[0-9;]*m//g' "$base.log" >"$base.plain"
     sed -n 's/^\[ok\]: \(.*\) ([0-9]* ms)$/\1/p' "$base.plain" | sort >"$base.ok"
     sed -n 's/^\[err\]: \(.*\) in tests\/[^ ]*\.tcl$/\1/p' "$base.plain" | sort >"$base.err"
+    sed -n 's/^\[err\]: \(.*\) in tests\/\([^ ]*\)\.tcl$/\1\t\2/p' "$base.plain" | sort >"$base.err-units"
 }
 
 # One summary line for one run.
@@ -190,9 +199,24 @@ for m in "${mode_list[@]}"; do
         echo "  $m: none"
         continue
     fi
+
+    # The units where such a test failed, run once more against Rust.
+    retry_units=()
+    while IFS= read -r test; do
+        unit=$(awk -F'\t' -v t="$test" '$1 == t { print $2; exit }' "$r.err-units")
+        [ -n "$unit" ] && [[ " ${retry_units[*]-} " != *" $unit "* ]] && retry_units+=("$unit")
+    done <<<"$lost"
+    : >"$r-retry.ok"
+    if [ ${#retry_units[@]} -gt 0 ]; then
+        run_one "${trees[1]}" "$m" "$rust_name-$m-retry" "${retry_units[@]}"
+    fi
+
     echo "  $m:"
     while IFS= read -r test; do
-        if grep -qxF -- "$test" "$r.err"; then
+        if grep -qxF -- "$test" "$r-retry.ok"; then
+            echo "    [flaky]    $test (failed, then passed when its unit ran again)"
+            continue
+        elif grep -qxF -- "$test" "$r.err"; then
             echo "    [err]      $test"
         else
             echo "    [not run]  $test"
