@@ -25,18 +25,31 @@ pub type mpscTicket = MpscTicket;
 
 /// Borrows an initialised ring from a C pointer.
 ///
+/// The two checks cost a compare and a branch each on the hot path; the
+/// message is built only in [`bad_queue`], so that nothing of it (not even
+/// spilling `name`) is paid by a call that passes.
+///
 /// # Safety
 /// `q` satisfies the crate's pointer rules for a ring.
+#[inline(always)]
 #[track_caller]
-unsafe fn ring<'a, R: Capacity>(q: *mut R, name: &str) -> &'a R {
-    assert!(!q.is_null(), "{name} called with a NULL queue");
+unsafe fn ring<'a, R: Capacity>(q: *mut R, name: &'static str) -> &'a R {
+    if q.is_null() {
+        bad_queue(name, "with a NULL queue");
+    }
     // SAFETY: non-null, and valid for the call per the pointer rules.
     let ring = unsafe { &*q };
-    assert!(
-        ring.slots() != 0,
-        "{name} called on a queue that is not initialised"
-    );
+    if ring.slots() == 0 {
+        bad_queue(name, "on a queue that is not initialised");
+    }
     ring
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn bad_queue(name: &str, what: &str) -> ! {
+    panic!("{name} called {what}")
 }
 
 trait Capacity {
