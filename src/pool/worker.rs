@@ -179,7 +179,11 @@ impl<H: Handler> Worker<H> {
                 return;
             }
 
-            if self.run_available(&mut batch) > 0 {
+            // The clock is read before the poll, not once a job is found,
+            // so that the read is off the path from a job's arrival to its
+            // result. While idle it paces the spin in place of a pause hint.
+            let polled_at = Instant::now();
+            if self.run_available(&mut batch, polled_at) > 0 {
                 idle_polls = 0;
                 continue;
             }
@@ -200,7 +204,6 @@ impl<H: Handler> Worker<H> {
                 && (idle_polls < SPINS_BEFORE_SLEEP || self.idle == IdlePolicy::Spin)
             {
                 idle_polls = idle_polls.saturating_add(1);
-                spin_loop();
                 continue;
             }
 
@@ -210,9 +213,11 @@ impl<H: Handler> Worker<H> {
     }
 
     /// One pass: private batches until empty, then one shared job. Returns
-    /// how many jobs ran and accounts for them.
-    fn run_available(&mut self, batch: &mut [Word; BATCH]) -> usize {
-        let mut started: Option<Instant> = None;
+    /// how many jobs ran and accounts for them: active time runs from
+    /// `polled_at`, read just before this pass's first poll, so a pass that
+    /// finds work counts its polls too (as 9.1.2 does), and an empty pass
+    /// counts nothing.
+    fn run_available(&mut self, batch: &mut [Word; BATCH], polled_at: Instant) -> usize {
         let mut ran = 0;
 
         loop {
@@ -220,7 +225,6 @@ impl<H: Handler> Worker<H> {
             if n == 0 {
                 break;
             }
-            started.get_or_insert_with(Instant::now);
             for &word in &batch[..n] {
                 self.run_job(word);
             }
@@ -228,14 +232,13 @@ impl<H: Handler> Worker<H> {
         }
 
         if let Some(word) = self.shared_inbox.pop() {
-            started.get_or_insert_with(Instant::now);
             self.run_job(word);
             ran += 1;
         }
 
-        if let Some(started) = started {
+        if ran > 0 {
             let stats = &self.shared.stats[self.id];
-            WorkerStats::add(&stats.active_time_ns, started.elapsed().as_nanos() as u64);
+            WorkerStats::add(&stats.active_time_ns, polled_at.elapsed().as_nanos() as u64);
             WorkerStats::add(&stats.finished, ran as u64);
         }
         ran
