@@ -23,7 +23,7 @@ valkey-src: setup
 lib headers:
 	IOCORE_UPDATE_HEADERS=1 $(CARGO) build --release --features c-library
 
-test: test-rust test-c
+test: test-rust loom test-c test-valkey
 
 test-rust:
 	$(CARGO) test --release
@@ -79,6 +79,15 @@ bench-rings: lib
 	$(MAKE) --no-print-directory -f benches/Makefile run VALKEY_TREE="$$tree" BUILD=$(BUILD) \
 	    ROUNDS=$(BENCH_ROUNDS)
 
+# make bench-pool: the worker pool (Park, Spin) against 9.1.2's I/O-thread
+# loop on Valkey's queues.c, interleaved; writes build/results/pool.md
+# (BENCH_ROUNDS=N rounds, default 7; about 2 minutes).
+.PHONY: bench-pool
+bench-pool:
+	@tree=$$(scripts/fetch-valkey.sh) && \
+	$(MAKE) --no-print-directory -f benches/Makefile pool VALKEY_TREE="$$tree" BUILD=$(BUILD) \
+	    ROUNDS=$(BENCH_ROUNDS) CARGO="$(CARGO)"
+
 # ---- Valkey on this crate (valkey-patch/, scripts/*valkey*, run-tcl-subset) --
 #
 #   make valkey          three Valkey 9.1.2 trees from one pristine tarball:
@@ -95,6 +104,15 @@ bench-rings: lib
 #                        --io-threads modes; fails if the Rust build fails a
 #                        test the C build passes (TCL_ARGS: more options)
 #   make tcl-full        the same with the whole TCL suite (hours)
+#   make test-entry-points  C tests of the io_threads.h entry points on a real
+#                        server, linked against each tree's libvalkey.a
+#                        (c-tests/entry_points_test.c): same checks, both cores
+#   make stress-resize   CONFIG SET io-threads every 50 ms under pipelined
+#                        INCR load, with and without MODULE LOAD/UNLOAD, on
+#                        the Rust build; checks every acknowledged write
+#                        (STRESS_ARGS=--quick: 10 s runs; --compare: the C
+#                        build too, side by side)
+#   make test-valkey     all of the above but tcl-full, as make test runs them
 #
 # IOCORE_MODE=queues links the crate in place of queues.o only, keeping
 # Valkey's io_threads.o; the default, full, replaces both.
@@ -103,6 +121,12 @@ IOCORE_MODE ?= full
 TCL_ARGS ?=
 
 .PHONY: valkey valkey-unit valkey-symbols valkey-smoke tcl-subset tcl-full
+.PHONY: test-entry-points stress-resize test-valkey
+
+STRESS_ARGS ?=
+
+test-valkey: valkey-unit valkey-symbols valkey-smoke test-entry-points tcl-subset
+	$(MAKE) --no-print-directory stress-resize STRESS_ARGS="--quick $(STRESS_ARGS)"
 
 valkey: setup
 	scripts/build-valkey.sh --mode $(IOCORE_MODE) c rust rust-shared
@@ -122,6 +146,16 @@ valkey-smoke: valkey
 tcl-subset: setup
 	scripts/build-valkey.sh --mode $(IOCORE_MODE) c rust
 	scripts/run-tcl-subset.sh --compare $(BUILD)/valkey-c $(BUILD)/valkey-rust $(TCL_ARGS)
+
+test-entry-points: setup
+	scripts/build-valkey.sh --mode $(IOCORE_MODE) --unit c rust
+	$(MAKE) --no-print-directory -f c-tests/entry-points.mk test \
+	    VALKEY_C=$(BUILD)/valkey-c VALKEY_RUST=$(BUILD)/valkey-rust OUT=$(BUILD)/entry-tests
+
+stress-resize: setup
+	scripts/build-valkey.sh --mode $(IOCORE_MODE) c rust
+	scripts/stress-resize.py --tree $(BUILD)/valkey-rust $(STRESS_ARGS)
+	scripts/stress-resize.py --tree $(BUILD)/valkey-rust --modules $(STRESS_ARGS)
 
 tcl-full: setup
 	scripts/build-valkey.sh --mode $(IOCORE_MODE) c rust
