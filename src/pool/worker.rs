@@ -171,14 +171,6 @@ impl<H: Handler> Worker<H> {
         let mut batch = [std::ptr::null_mut(); BATCH];
         let mut idle_polls = 0u32;
         loop {
-            // Relaxed: `abandon` is set only when the process is going down;
-            // seeing it one pass late costs one more pass. Checked first, so
-            // that a worker whose backlog can never drain (nobody empties the
-            // outbox any more) still exits.
-            if self.control.abandon.load(Ordering::Relaxed) {
-                return;
-            }
-
             // The clock is read before the poll, not once a job is found,
             // so that the read is off the path from a job's arrival to its
             // result. While idle it paces the spin in place of a pause hint.
@@ -189,6 +181,13 @@ impl<H: Handler> Worker<H> {
             }
 
             if Self::backlog_len() > 0 {
+                // Relaxed: `abandon` is set only when the process is going
+                // down; seeing it one retry late costs one more retry. Without
+                // this check a worker whose backlog can never drain (nobody
+                // empties the outbox any more) would never reach `stop`.
+                if self.control.abandon.load(Ordering::Relaxed) {
+                    return;
+                }
                 self.retry_backlog(&mut idle_polls);
                 continue;
             }
