@@ -21,9 +21,11 @@ export LC_ALL=C
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build}
-c_tree=${1:-$build/valkey-c}
-rust_tree=${2:-$build/valkey-rust}
-shared_tree=${3:-$build/valkey-rust-shared}
+# Absolute, since the checks below run from other directories.
+absolute() { if [ -d "$1" ]; then (cd "$1" && pwd); else echo "$1"; fi; }
+c_tree=$(absolute "${1:-$build/valkey-c}")
+rust_tree=$(absolute "${2:-$build/valkey-rust}")
+shared_tree=$(absolute "${3:-$build/valkey-rust-shared}")
 
 failures=0
 pass() { echo "  ok    $*"; }
