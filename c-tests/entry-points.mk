@@ -41,8 +41,16 @@ IOCORE_A := $(VALKEY_RUST)/src/.iocore-target/release/libvalkey_iocore.a
 .PHONY: test build
 build: $(OUT)/entry_points_test-valkey $(OUT)/entry_points_test-rust
 
-test: build
+test: build $(OUT)/prototypes.o
 	@$(C_TESTS_DIR)/entry-points.sh $(OUT)/entry_points_test-valkey $(OUT)/entry_points_test-rust
+
+# Our header against Valkey's declarations (c-tests/prototypes.c): a
+# compile step, with the patched tree's flags.
+$(OUT)/prototypes.o: $(C_TESTS_DIR)/prototypes.c $(ROOT)/include/valkey_iocore.h \
+    $(VALKEY_RUST)/src/.make-settings
+	@mkdir -p $(@D)
+	$(CC) $(call valkey_cflags,$(VALKEY_RUST)) -I$(ROOT)/include -Werror -c $< -o $@
+	@echo "entry-points: include/valkey_iocore.h agrees with server.h, io_threads.h and queues.h"
 
 TEST_SRC := $(C_TESTS_DIR)/entry_points_test.c
 
