@@ -401,9 +401,29 @@ fn abandon_stops_a_worker_whose_backlog_can_never_drain() {
 
     let timeout = Duration::from_secs(5);
     let began = Instant::now();
-    assert_eq!(pool.abandon(timeout), 1, "the worker with a backlog must exit");
+    assert_eq!(
+        pool.abandon(timeout),
+        1,
+        "the worker with a backlog must exit"
+    );
     assert!(
         began.elapsed() < timeout,
         "abandon waited out its timeout for a worker with a backlog"
     );
+}
+
+#[test]
+fn a_remote_abandons_from_another_thread_while_the_pool_is_kept() {
+    let _watchdog = Watchdog::new("remote abandon", Duration::from_secs(60));
+    let recorder = Recorder::new(8, 16);
+    let mut pool = started_pool(tiny_config("ct_e"), &recorder, 4);
+    pool.set_active(2);
+
+    // A crash handler on some other thread has only the remote handle.
+    let remote = pool.remote();
+    let exited = std::thread::spawn(move || remote.abandon(Duration::from_secs(10)))
+        .join()
+        .unwrap();
+    assert_eq!(exited, 3, "every worker exits, active or parked");
+    assert_eq!(pool.abandon(Duration::from_secs(1)), 3);
 }

@@ -12,7 +12,7 @@
 
 use std::ffi::{c_char, c_int, c_longlong, c_void};
 
-use crate::job::Job;
+use crate::job::{Job, KIND_COUNT};
 use crate::pool::{current_worker_id, send_to_main};
 use crate::valkey::io_threads as core;
 use crate::valkey::sys::{client, connection, robj};
@@ -160,7 +160,16 @@ pub extern "C" fn processIOThreadsResponses() -> c_int {
 /// main thread. Called on a worker, by the handlers Valkey runs there.
 #[no_mangle]
 pub extern "C" fn sendToMainThread(data: *mut c_void, r#type: c_int) {
-    let kind = usize::try_from(r#type).unwrap_or(usize::MAX);
+    assert!(
+        current_worker_id() != 0,
+        "sendToMainThread called from a thread that is not an I/O worker"
+    );
+    let Ok(kind) = usize::try_from(r#type) else {
+        panic!(
+            "job kind {} does not fit in 3 bits (0..{KIND_COUNT})",
+            r#type
+        );
+    };
     send_to_main(Job::new(data, kind));
 }
 

@@ -28,6 +28,7 @@ mod worker;
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use affinity::{parse_cpulist, CpuListError};
@@ -101,6 +102,85 @@ pub(crate) struct Shared {
     pub(crate) sleepers: AtomicUsize,
     /// Per-id counters, indexed by worker id.
     pub(crate) stats: StatsTable,
+    /// Every running worker, for [`Remote::abandon`]: written by the main
+    /// thread when it spawns or joins a worker, read by whichever thread
+    /// abandons the pool. Never held across anything that can block.
+    roster: Mutex<Vec<RosterEntry>>,
+}
+
+impl Shared {
+    fn active_time_us(&self, id: usize) -> u64 {
+        self.stats
+            .get(id)
+            // Relaxed: a statistic; nothing is read through it.
+            .map_or(0, |stats| {
+                stats.active_time_ns.load(Ordering::Relaxed) / 1000
+            })
+    }
+}
+
+/// What [`Remote::abandon`] needs of one worker.
+#[derive(Debug)]
+struct RosterEntry {
+    id: usize,
+    control: Arc<WorkerControl>,
+    thread: thread::Thread,
+}
+
+/// The part of the pool any thread may use without the main thread's
+/// [`Pool`]: the workers' statistics, and abandoning them when the process
+/// goes down. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    shared: Arc<Shared>,
+}
+
+impl Remote {
+    /// Microseconds worker `id` has spent running jobs; 0 for an id that
+    /// never ran.
+    pub fn active_time_us(&self, id: usize) -> u64 {
+        self.shared.active_time_us(id)
+    }
+
+    /// Tells every worker to stop without delivering its backlog, wakes
+    /// the sleeping ones, and waits at most `timeout` for them to exit (the
+    /// calling worker, if it is one, is not waited for). Returns how many
+    /// exited. Joins nothing and never blocks beyond `timeout`: when the
+    /// main thread is spawning or joining a worker at that moment, it gives
+    /// up at once and returns 0.
+    pub fn abandon(&self, timeout: Duration) -> usize {
+        let Ok(roster) = self.shared.roster.try_lock() else {
+            return 0;
+        };
+        for worker in roster.iter() {
+            // Relaxed, then the Release store of `stop` orders it.
+            worker.control.abandon.store(true, Ordering::Relaxed);
+            // Release: pairs with the Acquire load in the worker's loop.
+            worker.control.stop.store(true, Ordering::Release);
+        }
+        // SeqCst: the main thread's side of the sleep/wake handshake (see
+        // `park`): a worker re-checking after its own fence sees `stop`, or
+        // we see it sleeping below. Every worker is unparked anyway.
+        fence(Ordering::SeqCst);
+        for worker in roster.iter() {
+            worker.control.parker.wake_if_sleeping();
+            worker.thread.unpark();
+        }
+
+        let me = current_worker_id();
+        let deadline = Instant::now() + timeout;
+        let mut exited = 0;
+        for worker in roster.iter().filter(|worker| worker.id != me) {
+            // Acquire: pairs with the Release store at the end of `Worker::run`.
+            while !worker.control.exited.load(Ordering::Acquire) && Instant::now() < deadline {
+                yield_now();
+            }
+            if worker.control.exited.load(Ordering::Acquire) {
+                exited += 1;
+            }
+        }
+        exited
+    }
 }
 
 /// The main thread's view of one worker.
@@ -159,6 +239,7 @@ impl<H: Handler> Pool<H> {
         let shared = Arc::new(Shared {
             sleepers: AtomicUsize::new(0),
             stats: new_stats_table(config.max_threads),
+            roster: Mutex::new(Vec::new()),
         });
         Self {
             config,
@@ -243,6 +324,11 @@ impl<H: Handler> Pool<H> {
                 worker.run();
             })
             .unwrap_or_else(|err| panic!("cannot start I/O thread {id}: {err}"));
+        self.roster().push(RosterEntry {
+            id,
+            control: control.clone(),
+            thread: thread.thread().clone(),
+        });
         self.workers.push(WorkerHandle {
             control,
             inbox,
@@ -519,6 +605,25 @@ impl<H: Handler> Pool<H> {
                 }
             }
         }
+        self.roster().retain(|worker| worker.id < first_id);
+    }
+
+    /// The roster, for the main thread, which is its only writer: the lock
+    /// is only ever contended by an abandoning thread, which does not wait.
+    fn roster(&self) -> std::sync::MutexGuard<'_, Vec<RosterEntry>> {
+        // A poisoned lock only means a panic elsewhere; the list is intact.
+        self.shared
+            .roster
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A handle on the pool's statistics and on [`Remote::abandon`], for
+    /// threads other than the main thread.
+    pub fn remote(&self) -> Remote {
+        Remote {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Stops every worker without waiting for results to be taken, for use
@@ -529,37 +634,13 @@ impl<H: Handler> Pool<H> {
     /// May be called from any thread, including a worker.
     pub fn abandon(&mut self, timeout: Duration) -> usize {
         self.abandoned = true;
-        let me = current_worker_id();
-        for worker in &self.workers {
-            // Relaxed, then the Release store of `stop` orders it.
-            worker.control.abandon.store(true, Ordering::Relaxed);
-            // Release: pairs with the Acquire load in the worker's loop.
-            worker.control.stop.store(true, Ordering::Release);
-        }
-        // SeqCst: the main thread's side of the sleep/wake handshake (see
-        // `park`): a worker re-checking after its own fence sees `stop`, or
-        // we see it sleeping below. Every worker is unparked anyway.
-        fence(Ordering::SeqCst);
-        for worker in &self.workers {
-            worker.control.parker.wake_if_sleeping();
-            worker.unpark();
-        }
-
-        let deadline = Instant::now() + timeout;
-        let mut exited = 0;
-        for (i, worker) in self.workers.iter_mut().enumerate() {
-            if i + 1 == me {
-                continue;
-            }
+        let exited = self.remote().abandon(timeout);
+        for worker in &mut self.workers {
             // Acquire: pairs with the Release store at the end of `Worker::run`.
-            while !worker.control.exited.load(Ordering::Acquire) && Instant::now() < deadline {
-                yield_now();
-            }
             if worker.control.exited.load(Ordering::Acquire) {
                 if let Some(thread) = worker.thread.take() {
                     let _ = thread.join();
                 }
-                exited += 1;
             }
         }
         exited
@@ -567,10 +648,7 @@ impl<H: Handler> Pool<H> {
 
     /// Microseconds worker `id` has spent running jobs.
     pub fn active_time_us(&self, id: usize) -> u64 {
-        self.shared
-            .stats
-            .get(id)
-            .map_or(0, |stats| stats.active_time_ns.load(Ordering::Relaxed) / 1000)
+        self.shared.active_time_us(id)
     }
 
     /// Jobs worker `id` has run.

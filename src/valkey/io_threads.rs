@@ -15,14 +15,15 @@
 use std::cell::RefCell;
 use std::ffi::{c_int, c_void};
 use std::ptr::{self, addr_of, addr_of_mut};
-use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::report::{log, Level};
 use super::sys::{self, client, connection, robj};
 use crate::job::Job;
 use crate::pool::scaling::{may_deactivate, Scaler, Step};
-use crate::pool::{current_worker_id, send_to_main, Handler, Pool, PoolConfig};
+use crate::pool::{current_worker_id, send_to_main, Handler, Pool, PoolConfig, Remote};
 use crate::sync::Arc;
 
 const C_OK: c_int = sys::C_OK as c_int;
@@ -80,10 +81,12 @@ struct IoThreads {
 
 struct MainThreadCell(RefCell<IoThreads>);
 
-// SAFETY: the cell is used from the main thread only (every entry point that
-// reaches it asserts so, or runs only there by Valkey's design); the one
-// exception, `kill`, takes it with `try_borrow_mut` and gives up if the main
-// thread holds it.
+// SAFETY: the cell is used from the main thread only: every entry point that
+// reaches it asserts so, or runs only there by Valkey's design. The two that
+// other threads call, `killIOThreads` and `getIOThreadActiveTimeMicroseconds`
+// (both from Valkey's crash report), go through `REMOTE` instead; `kill`
+// takes the cell only on the main thread, with `try_borrow_mut`, in case the
+// crash interrupted the main thread inside the core.
 unsafe impl Sync for MainThreadCell {}
 
 static STATE: MainThreadCell = MainThreadCell(RefCell::new(IoThreads {
@@ -92,6 +95,16 @@ static STATE: MainThreadCell = MainThreadCell(RefCell::new(IoThreads {
     last_main_thread_sample_us: 0,
     next_poll_worker: 0,
 }));
+
+/// What threads other than the main thread may use of the pool: the
+/// workers' active time (Valkey's crash report reads it on whichever thread
+/// crashed) and abandoning the workers (`killIOThreads` from a crash off the
+/// main thread). Set once, with the pool.
+static REMOTE: OnceLock<Remote> = OnceLock::new();
+/// The thread that created the pool, Valkey's main thread, as `pthread_self`
+/// gives it: compared without allocating, since `killIOThreads` runs in
+/// Valkey's crash handler.
+static MAIN_THREAD: AtomicUsize = AtomicUsize::new(0);
 
 /// Runs `f` on the state. `f` must not call back into Valkey code that may
 /// re-enter an entry point (the RefCell would catch it and panic).
@@ -333,6 +346,12 @@ pub(crate) fn init(prev_threads: c_int) {
             sys::prefetchCommandsBatchInit();
         }
         let pool = Pool::new(pool_config(), Arc::new(ValkeyJobs));
+        let _ = REMOTE.set(pool.remote());
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() } as usize;
+        // Relaxed: read by `kill`, on this thread or after a crash, when
+        // any value but this one means "not the main thread".
+        MAIN_THREAD.store(me, Ordering::Relaxed);
         with_state(|state| state.pool = Some(pool));
     }
     with_pool(|pool| {
@@ -368,6 +387,17 @@ pub(crate) fn update(_err: *mut *const std::ffi::c_char) -> c_int {
 }
 
 pub(crate) fn kill() {
+    // SAFETY: pthread_self has no preconditions.
+    let me = unsafe { libc::pthread_self() } as usize;
+    // Relaxed: see `init`.
+    if me != MAIN_THREAD.load(Ordering::Relaxed) {
+        // A crash on a worker or another thread: the main thread's state is
+        // not ours to touch, and the main thread may be using it.
+        if let Some(remote) = REMOTE.get() {
+            remote.abandon(KILL_TIMEOUT);
+        }
+        return;
+    }
     let Ok(mut state) = STATE.0.try_borrow_mut() else {
         // The main thread was inside the core when the crash happened; its
         // workers are left to the process exit.
@@ -390,11 +420,14 @@ pub(crate) fn commit() {
     with_pool(Pool::commit);
 }
 
+/// Any thread: Valkey's crash report reads it on the thread that crashed.
 pub(crate) fn active_time_us(id: c_int) -> i64 {
     let Ok(id) = usize::try_from(id) else {
         return 0;
     };
-    with_pool(|pool| pool.active_time_us(id) as i64).unwrap_or(0)
+    REMOTE
+        .get()
+        .map_or(0, |remote| remote.active_time_us(id) as i64)
 }
 
 /// Whether the client has a read or write in a worker's hands.
