@@ -112,6 +112,11 @@ bench-pool:
 #                        the Rust build; checks every acknowledged write
 #                        (STRESS_ARGS=--quick: 10 s runs; --compare: the C
 #                        build too, side by side)
+#   make test-boundary   death tests of the C boundary on the Rust build: bad
+#                        job words, worker-only and main-only calls, bad rings
+#                        each end in Valkey's crash report naming the problem
+#   make crash-test      DEBUG SEGFAULT / DEBUG PANIC with busy workers, both
+#                        builds: Valkey's bug report, and an exit within 30 s
 #   make test-valkey     all of the above but tcl-full, as make test runs them
 #
 # IOCORE_MODE=queues links the crate in place of queues.o only, keeping
@@ -121,11 +126,12 @@ IOCORE_MODE ?= full
 TCL_ARGS ?=
 
 .PHONY: valkey valkey-unit valkey-symbols valkey-smoke tcl-subset tcl-full
-.PHONY: test-entry-points stress-resize test-valkey
+.PHONY: test-entry-points test-boundary crash-test stress-resize test-valkey
 
 STRESS_ARGS ?=
 
-test-valkey: valkey-unit valkey-symbols valkey-smoke test-entry-points tcl-subset
+test-valkey: valkey-unit valkey-symbols valkey-smoke test-entry-points test-boundary crash-test \
+    tcl-subset
 	$(MAKE) --no-print-directory stress-resize STRESS_ARGS="--quick $(STRESS_ARGS)"
 
 valkey: setup
@@ -151,6 +157,15 @@ test-entry-points: setup
 	scripts/build-valkey.sh --mode $(IOCORE_MODE) --unit c rust
 	$(MAKE) --no-print-directory -f c-tests/entry-points.mk test \
 	    VALKEY_C=$(BUILD)/valkey-c VALKEY_RUST=$(BUILD)/valkey-rust OUT=$(BUILD)/entry-tests
+
+test-boundary: setup
+	scripts/build-valkey.sh --mode $(IOCORE_MODE) --unit rust
+	$(MAKE) --no-print-directory -f c-tests/boundary.mk test \
+	    VALKEY_RUST=$(BUILD)/valkey-rust OUT=$(BUILD)/boundary-tests
+
+crash-test: setup
+	scripts/build-valkey.sh --mode $(IOCORE_MODE) c rust
+	scripts/crash-test.sh $(BUILD)/valkey-c $(BUILD)/valkey-rust
 
 stress-resize: setup
 	scripts/build-valkey.sh --mode $(IOCORE_MODE) c rust
