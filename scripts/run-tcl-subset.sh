@@ -141,6 +141,21 @@ run_one() {
     sed -n 's/^\[err\]: \(.*\) in tests\/\([^ ]*\)\.tcl$/\1\t\2/p' "$base.plain" | sort >"$base.err-units"
 }
 
+# How one run ended: "complete", or why not.
+run_state() {
+    local base=$1 elapsed rc
+    read -r elapsed rc <"$base.time"
+    if grep -q '^\[TIMEOUT\]' "$base.plain"; then
+        echo "TIMED OUT (a test ran past --timeout)"
+    elif [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        echo "CUT SHORT at --limit $limit s"
+    elif ! grep -q 'The End' "$base.plain"; then
+        echo "ABORTED (rc $rc)"
+    else
+        echo "complete"
+    fi
+}
+
 # One summary line for one run.
 summarise() {
     local base=$out/$(name_of "$1")-$2
@@ -151,15 +166,7 @@ summarise() {
     err=$(grep -c '^\[err\]:' "$base.plain" || true)
     exc=$(grep -c '^\[exception\]:' "$base.plain" || true)
     skip=$(grep -c '^\[\(skip\|ignore\)\]:' "$base.plain" || true)
-    if grep -q '^\[TIMEOUT\]' "$base.plain"; then
-        state="TIMED OUT (a test ran past --timeout)"
-    elif [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-        state="CUT SHORT at --limit $limit s"
-    elif ! grep -q 'The End' "$base.plain"; then
-        state="ABORTED (rc $rc)"
-    else
-        state="complete"
-    fi
+    state=$(run_state "$base")
     printf '%-12s %-10s %5d ok %4d err %3d exception %4d skipped  %5d s  %s\n' \
         "$(name_of "$1")" "$2" "$ok" "$err" "$exc" "$skip" "$elapsed" "$state"
     [ "$err" = 0 ] && [ "$exc" = 0 ] && [ "$state" = complete ]
@@ -183,6 +190,19 @@ if [ $compare = 0 ]; then
     [ $all_clean = 1 ]
     exit
 fi
+
+# The C build's runs are the baseline: one that did not complete, or passed
+# nothing, leaves nothing to compare against (a port taken by another suite,
+# a broken tree), and the comparison must fail rather than pass vacuously.
+for m in "${mode_list[@]}"; do
+    base=$out/$(name_of "${trees[0]}")-$m
+    state=$(run_state "$base")
+    if [ "$state" != complete ] || [ ! -s "$base.ok" ]; then
+        echo
+        echo "compare: no baseline: the C build's $m run is $state with $(grep -c . "$base.ok" || true) tests passed (log: $base.log)"
+        exit 1
+    fi
+done
 
 # Tests the C build passes and the Rust build does not, counted by name: a
 # name that passes twice in C (two units may share it) must pass twice here.
