@@ -9,6 +9,8 @@
 #   IOCORE_DIR    the crate's checkout (where its Cargo.toml is)
 #   IOCORE_MODE   full | queues (queues keeps Valkey's own io_threads.c)
 #   IOCORE_LINK   static | shared
+#   IOCORE_RINGS  stock | tiny (every ring of 4 slots; full mode only)
+#   IOCORE_SANITIZER  none only: an instrumented crate is a make-build feature
 #
 # The crate's build script gets VALKEY_SRC_DIR, VALKEY_CFLAGS and VALKEY_CC,
 # as from src/iocore.mk. CMake has no single FINAL_CFLAGS, so VALKEY_CFLAGS is
@@ -33,6 +35,13 @@ endif ()
 if (NOT DEFINED IOCORE_LINK)
     set(IOCORE_LINK "static")
 endif ()
+if (NOT DEFINED IOCORE_RINGS)
+    set(IOCORE_RINGS "stock")
+endif ()
+if (DEFINED IOCORE_SANITIZER AND NOT IOCORE_SANITIZER STREQUAL "none")
+    message(FATAL_ERROR "IOCORE_SANITIZER=${IOCORE_SANITIZER}: the CMake build cannot instrument the "
+                        "crate; build the tree with make (scripts/build-valkey.sh --sanitizer)")
+endif ()
 if (NOT EXISTS "${IOCORE_DIR}/Cargo.toml")
     message(FATAL_ERROR "IOCORE_DIR='${IOCORE_DIR}' has no Cargo.toml: apply the patch with "
                         "valkey-patch/apply.sh, or pass -DIOCORE_DIR=/path/to/valkey-iocore")
@@ -45,6 +54,16 @@ elseif (IOCORE_MODE STREQUAL "queues")
     list(APPEND VALKEY_SERVER_SRCS ${CMAKE_SOURCE_DIR}/src/io_threads.c)
 else ()
     message(FATAL_ERROR "IOCORE_MODE must be full or queues, not '${IOCORE_MODE}'")
+endif ()
+
+if (IOCORE_RINGS STREQUAL "tiny")
+    if (NOT IOCORE_MODE STREQUAL "full")
+        message(FATAL_ERROR "IOCORE_RINGS=tiny needs IOCORE_MODE=full: in ${IOCORE_MODE} mode "
+                            "the I/O threads are Valkey's")
+    endif ()
+    string(APPEND _iocore_features ",tiny-rings")
+elseif (NOT IOCORE_RINGS STREQUAL "stock")
+    message(FATAL_ERROR "IOCORE_RINGS must be stock or tiny, not '${IOCORE_RINGS}'")
 endif ()
 
 find_program(IOCORE_CARGO cargo)
@@ -80,7 +99,7 @@ add_custom_target(
         "VALKEY_CC=${CMAKE_C_COMPILER}" ${IOCORE_CARGO} build --release --locked --features ${_iocore_features}
         --manifest-path ${IOCORE_DIR}/Cargo.toml --target-dir ${_iocore_target_dir}
     BYPRODUCTS "${_iocore_lib}"
-    COMMENT "Building valkey-iocore (${IOCORE_MODE}, ${IOCORE_LINK})"
+    COMMENT "Building valkey-iocore (${IOCORE_MODE}, ${IOCORE_LINK}, ${IOCORE_RINGS} rings)"
     VERBATIM)
 set_target_properties(valkey_iocore PROPERTIES IMPORTED_LOCATION "${_iocore_lib}" INTERFACE_LINK_LIBRARIES
                                                                                  "pthread;dl;m")

@@ -15,7 +15,25 @@
 #                         Valkey bindings
 #   IOCORE_LINK   static  link libvalkey_iocore.a (default)
 #                 shared  link libvalkey_iocore.so, found through RUNPATH
+#   IOCORE_RINGS  stock   the I/O threads' rings have 9.1.2's sizes (default)
+#                 tiny    every one has 4 slots (--features tiny-rings), so
+#                         the backpressure paths run all the time; for tests
+#                         only, and in full mode only
+#   IOCORE_SANITIZER
+#                 none    the crate is built as usual (default)
+#                 thread, address
+#                         the crate is instrumented too, to match a tree built
+#                         with Valkey's SANITIZER=thread or SANITIZER=address
+#                         (given on every make of that tree): nightly cargo,
+#                         RUSTFLAGS=-Zsanitizer=..., and an explicit --target,
+#                         so that build scripts and bindgen stay plain; the
+#                         libraries are then in .iocore-target/TARGET/release.
+#                         The runtime is the C compiler's, which valkey-server
+#                         links; Rust's std stays uninstrumented.
 #   CARGO         the cargo to build the crate with (default: cargo)
+#   IOCORE_SANITIZER_CARGO
+#                 the cargo of a sanitizer build (default: cargo +nightly,
+#                 as -Zsanitizer is unstable)
 #
 # The crate's build script reads three variables from this file's cargo call:
 # VALKEY_SRC_DIR (this directory, absolute), VALKEY_CFLAGS (FINAL_CFLAGS,
@@ -27,7 +45,10 @@ IOCORE_SRC_DIR := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST))))
 
 IOCORE_MODE ?= full
 IOCORE_LINK ?= static
+IOCORE_RINGS ?= stock
+IOCORE_SANITIZER ?= none
 CARGO ?= cargo
+IOCORE_SANITIZER_CARGO ?= cargo +nightly
 
 ifeq ($(strip $(IOCORE_DIR)),)
 $(error IOCORE_DIR is not set: apply the patch with valkey-patch/apply.sh, or pass IOCORE_DIR=/path/to/valkey-iocore)
@@ -47,12 +68,50 @@ else
 $(error IOCORE_MODE must be full or queues, not '$(IOCORE_MODE)')
 endif
 
+ifeq ($(IOCORE_RINGS),tiny)
+ifneq ($(IOCORE_MODE),full)
+$(error IOCORE_RINGS=tiny needs IOCORE_MODE=full: in $(IOCORE_MODE) mode the I/O threads are Valkey's)
+endif
+IOCORE_FEATURES := $(IOCORE_FEATURES),tiny-rings
+else ifneq ($(IOCORE_RINGS),stock)
+$(error IOCORE_RINGS must be stock or tiny, not '$(IOCORE_RINGS)')
+endif
+
 IOCORE_TARGET_DIR := $(IOCORE_SRC_DIR)/.iocore-target
+
+# A sanitizer build. With --target, RUSTFLAGS reach the crate and its
+# dependencies but not build scripts. The std linked is the precompiled one,
+# built without the sanitizer, hence the allowed ABI mismatch. gcc 12's libtsan
+# predates __tsan_memcpy and __tsan_memset, which LLVM 16 and later call for
+# memcpy and memset; without that instrumentation they stay calls to memcpy and
+# memset, which the runtime intercepts (copies LLVM expands inline go
+# unchecked). Frame pointers give the runtime's fast unwinder whole stacks.
+ifeq ($(IOCORE_SANITIZER),none)
+IOCORE_CARGO := $(CARGO)
 IOCORE_OUT := $(IOCORE_TARGET_DIR)/release
+else ifneq ($(filter thread address,$(IOCORE_SANITIZER)),)
+IOCORE_RUST_TARGET := $(shell $(IOCORE_SANITIZER_CARGO) -vV 2>/dev/null | sed -n 's/^host: //p')
+ifeq ($(IOCORE_RUST_TARGET),)
+$(error IOCORE_SANITIZER=$(IOCORE_SANITIZER) needs a nightly toolchain, and '$(IOCORE_SANITIZER_CARGO) -vV' failed (rustup toolchain install nightly))
+endif
+IOCORE_RUSTFLAGS := -Zsanitizer=$(IOCORE_SANITIZER) -Cunsafe-allow-abi-mismatch=sanitizer \
+	-Cforce-frame-pointers=yes
+ifeq ($(IOCORE_SANITIZER),thread)
+IOCORE_RUSTFLAGS += -Cllvm-args=-tsan-instrument-memintrinsics=0
+endif
+IOCORE_CARGO := RUSTFLAGS='$(IOCORE_RUSTFLAGS)' $(IOCORE_SANITIZER_CARGO)
+IOCORE_TARGET_ARGS := --target $(IOCORE_RUST_TARGET)
+IOCORE_OUT := $(IOCORE_TARGET_DIR)/$(IOCORE_RUST_TARGET)/release
+else
+$(error IOCORE_SANITIZER must be none, thread or address, not '$(IOCORE_SANITIZER)')
+endif
+
 IOCORE_STATICLIB := $(IOCORE_OUT)/libvalkey_iocore.a
 IOCORE_SHAREDLIB := $(IOCORE_OUT)/libvalkey_iocore.so
-# Records mode and link, so that changing either relinks what uses the crate.
+# Records mode, link, rings and sanitizer, so that changing any of them relinks
+# what uses the crate.
 IOCORE_STAMP := $(IOCORE_SRC_DIR)/.iocore-mode
+IOCORE_STAMP_TEXT := $(IOCORE_MODE) $(IOCORE_LINK) $(IOCORE_RINGS)$(if $(filter-out none,$(IOCORE_SANITIZER)), $(IOCORE_SANITIZER))
 
 # IOCORE_DEPS: prerequisites of whatever links the crate.
 # IOCORE_LIBS: the crate on valkey-server's link line, after the objects.
@@ -85,13 +144,16 @@ endif
 # leading + hands cargo make's jobserver.
 $(IOCORE_LIB): iocore-always
 	$(if $(FINAL_CFLAGS),,$(error the crate is built from src/Makefile, which knows FINAL_CFLAGS))
+	$(if $(filter none -fsanitize=$(IOCORE_SANITIZER),$(IOCORE_SANITIZER) $(FINAL_CFLAGS)),,$(error \
+		IOCORE_SANITIZER=$(IOCORE_SANITIZER) needs a tree built with -fsanitize=$(IOCORE_SANITIZER): \
+		pass SANITIZER=$(IOCORE_SANITIZER) to every make of it))
 	+$(QUIET_CARGO)VALKEY_SRC_DIR='$(IOCORE_SRC_DIR)' VALKEY_CFLAGS='$(strip $(FINAL_CFLAGS))' \
-		VALKEY_CC='$(CC)' $(CARGO) build --release --locked $(IOCORE_CARGO_QUIET) \
-		--features $(IOCORE_FEATURES) --manifest-path '$(IOCORE_DIR)/Cargo.toml' \
-		--target-dir '$(IOCORE_TARGET_DIR)'
+		VALKEY_CC='$(CC)' $(IOCORE_CARGO) build --release --locked $(IOCORE_CARGO_QUIET) \
+		--features $(IOCORE_FEATURES) $(IOCORE_TARGET_ARGS) \
+		--manifest-path '$(IOCORE_DIR)/Cargo.toml' --target-dir '$(IOCORE_TARGET_DIR)'
 
 $(IOCORE_STAMP): iocore-always
-	@echo '$(IOCORE_MODE) $(IOCORE_LINK)' | cmp -s - $@ || echo '$(IOCORE_MODE) $(IOCORE_LINK)' > $@
+	@echo '$(IOCORE_STAMP_TEXT)' | cmp -s - $@ || echo '$(IOCORE_STAMP_TEXT)' > $@
 
 # Builds the crate alone.
 iocore: $(IOCORE_DEPS)
