@@ -499,7 +499,11 @@ impl<H: Handler> Pool<H> {
     }
 
     /// Moves up to `out.len()` results into `out`, oldest first: those a
-    /// drain or stop set aside, then those in the outbox.
+    /// drain or stop set aside, then those in the outbox. Fewer than
+    /// `out.len()` means the outbox had nothing more to give: a short pop
+    /// from the ring may only mean that its cached tail ran out, so the
+    /// outbox is asked again until it fills `out` or gives nothing, as 9.1.2
+    /// fills its response batches.
     pub fn pop_results(&mut self, out: &mut [Word]) -> usize {
         let mut n = 0;
         while n < out.len() {
@@ -511,7 +515,15 @@ impl<H: Handler> Pool<H> {
                 None => break,
             }
         }
-        n + self.outbox.pop_batch(&mut out[n..])
+
+        while n < out.len() {
+            let popped = self.outbox.pop_batch(&mut out[n..]);
+            if popped == 0 {
+                break;
+            }
+            n += popped;
+        }
+        n
     }
 
     /// Results already out of the outbox, waiting in the holding list.
@@ -702,5 +714,43 @@ fn wait_a_little(round: u32) {
         crate::sync::spin_loop();
     } else {
         yield_now();
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    struct Idle;
+
+    impl Handler for Idle {
+        fn run(&self, _job: Job) {}
+    }
+
+    fn word(i: usize) -> Word {
+        std::ptr::null_mut::<u8>().wrapping_add(8 * i).cast()
+    }
+
+    /// Results that arrive after the outbox's consumer cached its tail still
+    /// fill the batch: a short batch must mean an empty outbox, or Valkey's
+    /// response processing returns with results left behind.
+    #[test]
+    fn pop_results_fills_the_batch_past_the_cached_tail() {
+        let mut pool = Pool::new(PoolConfig::default(), Arc::new(Idle));
+        let mut producer = pool.outbox_producer.clone();
+        let mut out = [std::ptr::null_mut(); 16];
+
+        for i in 1..=20 {
+            producer.push(word(i)).unwrap();
+        }
+        assert_eq!(pool.pop_results(&mut out), 16);
+        // The consumer's cached tail now stops at 20.
+        for i in 21..=32 {
+            producer.push(word(i)).unwrap();
+        }
+
+        assert_eq!(pool.pop_results(&mut out), 16);
+        assert_eq!(out, std::array::from_fn(|i| word(17 + i)));
+        assert_eq!(pool.pop_results(&mut out), 0);
     }
 }
