@@ -17,20 +17,9 @@ VALKEY_RUST ?= $(ROOT)/build/valkey-rust
 OUT ?= $(ROOT)/build/boundary-tests
 CASES ?=
 
-# The tree's own compile flags (src/.make-settings), its dependencies' -I
-# paths made absolute, link-time optimisation left out (the archives hold
-# fat objects), as in entry-points.mk.
-CFLAGS_TREE := $(patsubst -I../%,-I$(VALKEY_RUST)/%,$(filter-out -flto% -ffat-lto-objects,\
-    $(shell sed -n 's/^PREV_FINAL_CFLAGS=//p' $(VALKEY_RUST)/src/.make-settings))) \
-    -I$(VALKEY_RUST)/src
+include $(C_TESTS_DIR)/valkey-tree.mk
 
-# What valkey-server links besides its objects, less Lua (entry-points.mk).
-DEPS := $(VALKEY_RUST)/deps/libvalkey/lib/libvalkey.a \
-    $(VALKEY_RUST)/deps/hdr_histogram/libhdrhistogram.a \
-    $(VALKEY_RUST)/deps/fpconv/libfpconv.a $(VALKEY_RUST)/deps/jemalloc/lib/libjemalloc.a \
-    -lm -ldl -pthread -lrt
-
-IOCORE_A := $(VALKEY_RUST)/src/.iocore-target/release/libvalkey_iocore.a
+IOCORE_A := $(call iocore_staticlib,$(VALKEY_RUST))
 BIN := $(OUT)/boundary_test
 
 .PHONY: test build
@@ -41,8 +30,9 @@ test: $(BIN)
 
 $(OUT)/boundary_test.o: $(C_TESTS_DIR)/boundary_test.c $(VALKEY_RUST)/src/.make-settings
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_TREE) -c $< -o $@
+	$(CC) $(call valkey_cflags,$(VALKEY_RUST)) -c $< -o $@
 
 $(BIN): $(OUT)/boundary_test.o $(VALKEY_RUST)/src/libvalkey.a $(IOCORE_A)
-	$(CC) -g -fno-lto -rdynamic $< -Wl,--start-group $(VALKEY_RUST)/src/libvalkey.a $(IOCORE_A) \
-	    -Wl,--end-group $(DEPS) -o $@
+	$(CC) $(call valkey_ldflags,$(VALKEY_RUST)) $< \
+	    -Wl,--start-group $(VALKEY_RUST)/src/libvalkey.a $(IOCORE_A) \
+	    -Wl,--end-group $(call valkey_deps,$(VALKEY_RUST)) -o $@

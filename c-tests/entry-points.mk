@@ -20,23 +20,9 @@ VALKEY_C ?= $(ROOT)/build/valkey-c
 VALKEY_RUST ?= $(ROOT)/build/valkey-rust
 OUT ?= $(ROOT)/build/entry-tests
 
-# Valkey's own compile flags for a tree, as its src/Makefile recorded them in
-# src/.make-settings, with the dependencies' relative -I paths made absolute.
-# Link-time optimisation is left out: the archives hold fat objects (Valkey
-# builds with -ffat-lto-objects), so they link as plain code, as Valkey's
-# own unit tests link them (-fno-lto).
-valkey_cflags = $(patsubst -I../%,-I$(1)/%,$(filter-out -flto% -ffat-lto-objects,\
-    $(shell sed -n 's/^PREV_FINAL_CFLAGS=//p' $(1)/src/.make-settings))) -I$(1)/src
+include $(C_TESTS_DIR)/valkey-tree.mk
 
-# What valkey-server links besides its objects (src/Makefile, FINAL_LIBS on
-# Linux with jemalloc, no TLS), less the Lua engine, which the tests do not
-# load.
-valkey_deps = $(1)/deps/libvalkey/lib/libvalkey.a $(1)/deps/hdr_histogram/libhdrhistogram.a \
-    $(1)/deps/fpconv/libfpconv.a $(1)/deps/jemalloc/lib/libjemalloc.a -lm -ldl -pthread -lrt
-
-LDFLAGS_TESTS := -g -fno-lto -rdynamic
-
-IOCORE_A := $(VALKEY_RUST)/src/.iocore-target/release/libvalkey_iocore.a
+IOCORE_A := $(call iocore_staticlib,$(VALKEY_RUST))
 
 .PHONY: test build
 build: $(OUT)/entry_points_test-valkey $(OUT)/entry_points_test-rust
@@ -63,10 +49,12 @@ $(OUT)/entry_points_test-rust.o: $(TEST_SRC) $(VALKEY_RUST)/src/.make-settings
 	$(CC) $(call valkey_cflags,$(VALKEY_RUST)) -c $< -o $@
 
 $(OUT)/entry_points_test-valkey: $(OUT)/entry_points_test-valkey.o $(VALKEY_C)/src/libvalkey.a
-	$(CC) $(LDFLAGS_TESTS) $< $(VALKEY_C)/src/libvalkey.a $(call valkey_deps,$(VALKEY_C)) -o $@
+	$(CC) $(call valkey_ldflags,$(VALKEY_C)) $< $(VALKEY_C)/src/libvalkey.a \
+	    $(call valkey_deps,$(VALKEY_C)) -o $@
 
 # The crate and libvalkey.a call into each other, hence the group.
 $(OUT)/entry_points_test-rust: $(OUT)/entry_points_test-rust.o $(VALKEY_RUST)/src/libvalkey.a \
     $(IOCORE_A)
-	$(CC) $(LDFLAGS_TESTS) $< -Wl,--start-group $(VALKEY_RUST)/src/libvalkey.a $(IOCORE_A) \
+	$(CC) $(call valkey_ldflags,$(VALKEY_RUST)) $< \
+	    -Wl,--start-group $(VALKEY_RUST)/src/libvalkey.a $(IOCORE_A) \
 	    -Wl,--end-group $(call valkey_deps,$(VALKEY_RUST)) -o $@
