@@ -2,8 +2,8 @@
 #
 #   make          build the library (static and shared) and refresh include/
 #   make run      set up, build Valkey 9.1.2 on the crate, start it (io-threads 4)
-#   make test     every test: cargo tests, loom models, C tests, Valkey's own
-#                 unit tests and TCL subset on the crate (see test-valkey)
+#   make test     every test: cargo tests, loom models, Miri, C tests, Valkey's
+#                 own unit tests and TCL subset on the crate (see test-valkey)
 #   make headers  regenerate include/ from the Rust sources
 
 CARGO ?= cargo
@@ -23,7 +23,7 @@ valkey-src: setup
 lib headers:
 	IOCORE_UPDATE_HEADERS=1 $(CARGO) build --release --features c-library
 
-test: test-rust loom test-c test-valkey
+test: test-rust loom miri test-c test-valkey
 
 test-rust:
 	$(CARGO) test --release
@@ -37,13 +37,11 @@ loom:
 
 # The rings' and the job words' unit tests, small multi-threaded ones
 # included, under Miri; the pool's tests, which start OS threads by the dozen
-# and time them, are left out. Needs a nightly toolchain with the miri
-# component, which this target does not install.
+# and time them, are left out. Runs on rustup's nightly toolchain with the
+# miri component, which scripts/setup.sh installs with IOCORE_SETUP_NIGHTLY=1.
 MIRI_TOOLCHAIN ?= nightly
 miri:
-	@$(CARGO) +$(MIRI_TOOLCHAIN) miri --version >/dev/null 2>&1 || { \
-	    echo "miri: no miri in the $(MIRI_TOOLCHAIN) toolchain;" \
-	         "install it with: rustup +$(MIRI_TOOLCHAIN) component add miri" >&2; exit 1; }
+	@IOCORE_SETUP_NIGHTLY=1 scripts/setup.sh
 	$(CARGO) +$(MIRI_TOOLCHAIN) miri test --lib -- ring:: job::
 
 # Builds Valkey 9.1.2 on the crate and starts it in the foreground.
@@ -117,7 +115,16 @@ bench-pool:
 #                        each end in Valkey's crash report naming the problem
 #   make crash-test      DEBUG SEGFAULT / DEBUG PANIC with busy workers, both
 #                        builds: Valkey's bug report, and an exit within 30 s
-#   make test-valkey     all of the above but tcl-full, as make test runs them
+#   make test-tiny       the TCL subset (C build against build/valkey-rust-tiny,
+#                        every ring of 4 slots, reusing the C build's runs
+#                        where build/tcl has them) and the resize stress on it:
+#                        the full-inbox, full-outbox and backlog paths all
+#                        the time
+#   make tsan, make asan the reliability checks on ThreadSanitizer and
+#                        AddressSanitizer builds of both cores
+#                        (scripts/sanitizers.sh; SANITIZER_ARGS=--quick)
+#   make test-valkey     all of the above but tcl-full, test-tiny, tsan and
+#                        asan, as make test runs them
 #
 # IOCORE_MODE=queues links the crate in place of queues.o only, keeping
 # Valkey's io_threads.o; the default, full, replaces both.
@@ -126,7 +133,7 @@ IOCORE_MODE ?= full
 TCL_ARGS ?=
 
 .PHONY: valkey valkey-unit valkey-symbols valkey-smoke tcl-subset tcl-full
-.PHONY: test-entry-points test-boundary crash-test stress-resize test-valkey
+.PHONY: test-entry-points test-boundary crash-test stress-resize test-valkey test-tiny tsan asan
 
 STRESS_ARGS ?=
 
@@ -171,6 +178,20 @@ stress-resize: setup
 	scripts/build-valkey.sh --mode $(IOCORE_MODE) c rust
 	scripts/stress-resize.py --tree $(BUILD)/valkey-rust $(STRESS_ARGS)
 	scripts/stress-resize.py --tree $(BUILD)/valkey-rust --modules $(STRESS_ARGS)
+
+test-tiny: setup
+	scripts/build-valkey.sh c rust-tiny
+	scripts/run-tcl-subset.sh --compare --reuse-baseline $(BUILD)/valkey-c $(BUILD)/valkey-rust-tiny \
+	    $(TCL_ARGS)
+	scripts/stress-resize.py --tree $(BUILD)/valkey-rust-tiny $(STRESS_ARGS)
+	scripts/stress-resize.py --tree $(BUILD)/valkey-rust-tiny --modules $(STRESS_ARGS)
+
+SANITIZER_ARGS ?=
+tsan asan: export IOCORE_SETUP_NIGHTLY = 1
+tsan: setup
+	scripts/sanitizers.sh thread $(SANITIZER_ARGS)
+asan: setup
+	scripts/sanitizers.sh address $(SANITIZER_ARGS)
 
 tcl-full: setup
 	scripts/build-valkey.sh --mode $(IOCORE_MODE) c rust

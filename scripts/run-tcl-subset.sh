@@ -24,6 +24,9 @@
 #                   subset, 7200 for --full); a run cut short counts its
 #                   unreached tests as missing
 #   --out DIR       where logs go (default build/tcl)
+#   --reuse-baseline  with --compare: where OUT already holds a complete run of
+#                   the C build in a mode (same OUT, same units), use it
+#                   instead of running the C build again
 #   -- ARGS         passed on to runtest (e.g. -- --tags -slow)
 #
 # Logs: OUT/NAME-MODE.log, where NAME is the tree's folder name without
@@ -59,6 +62,7 @@ subset=(
 
 full=0
 compare=0
+reuse_baseline=0
 modes=default,io-threads
 clients=8
 per_test_timeout=600
@@ -75,6 +79,7 @@ while [ $# -gt 0 ]; do
     case $1 in
     --full) full=1; shift ;;
     --compare) compare=1; shift ;;
+    --reuse-baseline) reuse_baseline=1; shift ;;
     --units) read -r -a units <<<"$2"; shift 2 ;;
     --modes) modes=$2; shift 2 ;;
     --clients) clients=$2; shift 2 ;;
@@ -176,7 +181,15 @@ what="subset (${#units[@]} units)"
 [ $full = 1 ] && what="full suite"
 say "$what, modes ${mode_list[*]}, --clients $clients, on $(nproc) CPUs"
 for t in "${trees[@]}"; do
-    for m in "${mode_list[@]}"; do run_one "$t" "$m"; done
+    for m in "${mode_list[@]}"; do
+        base=$out/$(name_of "$t")-$m
+        if [ $reuse_baseline = 1 ] && [ "$t" = "${trees[0]}" ] && [ -f "$base.time" ] &&
+            [ -f "$base.plain" ] && [ "$(run_state "$base")" = complete ]; then
+            say "$(name_of "$t") $m: reusing the complete run in $base.log"
+            continue
+        fi
+        run_one "$t" "$m"
+    done
 done
 
 echo

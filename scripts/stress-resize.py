@@ -31,6 +31,7 @@ import argparse
 import os
 import platform
 import random
+import re
 import selectors
 import shutil
 import signal
@@ -49,6 +50,11 @@ BUILD = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
 # away from it, and each of those drains the I/O threads first.
 MODULE_SOURCE = "moduleparameter"
 MODULE_NAME = "moduleparameter"
+
+
+# The first line of each report of ThreadSanitizer, AddressSanitizer (and its
+# LeakSanitizer) or UndefinedBehaviorSanitizer.
+SANITIZER_REPORT = re.compile(r"^(==\d+==)?(WARNING|ERROR): \w*Sanitizer:|runtime error:")
 
 
 def say(*words):
@@ -442,6 +448,8 @@ class Server:
         self.binary = binary
         self.dir = tempfile.mkdtemp(prefix="stress-resize.")
         self.log = os.path.join(self.dir, "server.log")
+        # A sanitizer build writes its reports to stderr.
+        self.stderr = os.path.join(self.dir, "stderr.log")
         self.proc = None
         self.port = None
         self.killed = None  # the signal that stopped it, when one had to
@@ -451,14 +459,15 @@ class Server:
     def start(self):
         for _ in range(3):
             self.port = free_port()
-            self.proc = subprocess.Popen(
-                [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-                 "--dir", self.dir, "--logfile", self.log, "--daemonize", "no",
-                 "--save", "", "--appendonly", "no",
-                 "--io-threads", str(self.io_threads),
-                 "--enable-module-command", "yes", "--enable-debug-command", "yes"],
-                cwd=self.dir, stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            with open(self.stderr, "ab") as stderr:
+                self.proc = subprocess.Popen(
+                    [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+                     "--dir", self.dir, "--logfile", self.log, "--daemonize", "no",
+                     "--save", "", "--appendonly", "no",
+                     "--io-threads", str(self.io_threads),
+                     "--enable-module-command", "yes", "--enable-debug-command", "yes"],
+                    cwd=self.dir, stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=stderr)
             if self._wait_ready():
                 return
             self.kill()
@@ -523,6 +532,14 @@ class Server:
                 return "".join("    " + line for line in f.readlines()[-lines:])
         except OSError:
             return "    (no log)"
+
+    def sanitizer_reports(self):
+        """How many reports a sanitizer build wrote to stderr."""
+        try:
+            with open(self.stderr, errors="replace") as f:
+                return sum(1 for line in f if SANITIZER_REPORT.search(line))
+        except OSError:
+            return 0
 
     def crash_report(self):
         try:
@@ -704,6 +721,14 @@ def run_tree(tree, opts, module_path):
                 opts.hang_timeout, server.killed)
         checks.append(("SHUTDOWN NOSAVE stops the server", clean, detail))
 
+        # Counted, not judged: whose code a report is about is for the
+        # caller to say (scripts/sanitizers.sh sorts them).
+        result["sanitizer_reports"] = server.sanitizer_reports()
+        if opts.keep_stderr:
+            os.makedirs(opts.keep_stderr, exist_ok=True)
+            shutil.copy(server.stderr, os.path.join(
+                opts.keep_stderr, "%s%s.stderr" % (name, "-modules" if module_path else "")))
+
     result["passed"] = sum(1 for c in checks if c[1])
     result["failed"] = len(checks) - result["passed"]
     if result["failed"]:
@@ -738,6 +763,7 @@ def figures(r):
         ("max pending I/O (INFO)", "%d" % r.get("max_pending", 0)),
         ("keys checked", "%d" % r.get("keys_checked", 0)),
         ("mismatches", "%d" % r.get("mismatches", 0)),
+        ("sanitizer reports", "%d" % r.get("sanitizer_reports", 0)),
         ("checks passed/failed", "%d/%d" % (r["passed"], r["failed"])),
     ]
     return rows
@@ -825,6 +851,9 @@ def parse_args(argv):
     p.add_argument("--hang-timeout", type=float, default=10.0,
                    help="seconds a reply may be owed before it counts as a hang (default 10)")
     p.add_argument("--seed", type=int, help="seed of the resize sequence (default random)")
+    p.add_argument("--keep-stderr", metavar="DIR",
+                   help="copy each server's stderr (a sanitizer build's reports) to"
+                        " DIR/TREE[-modules].stderr")
     p.add_argument("--inject-stall", type=float, metavar="S",
                    help="test of the test: halfway through, stall the server for S seconds"
                         " with DEBUG SLEEP; S above --hang-timeout must fail as a hang")
