@@ -123,8 +123,8 @@ bench-pool:
 #   make tsan, make asan the reliability checks on ThreadSanitizer and
 #                        AddressSanitizer builds of both cores
 #                        (scripts/sanitizers.sh; SANITIZER_ARGS=--quick)
-#   make test-valkey     all of the above but tcl-full, test-tiny, tsan and
-#                        asan, as make test runs them
+#   make test-valkey     all of the above but tcl-full, tsan and asan, as
+#                        make test runs them
 #
 # IOCORE_MODE=queues links the crate in place of queues.o only, keeping
 # Valkey's io_threads.o; the default, full, replaces both.
@@ -140,6 +140,7 @@ STRESS_ARGS ?=
 test-valkey: valkey-unit valkey-symbols valkey-smoke test-entry-points test-boundary crash-test \
     tcl-subset
 	$(MAKE) --no-print-directory stress-resize STRESS_ARGS="--quick $(STRESS_ARGS)"
+	$(MAKE) --no-print-directory test-tiny STRESS_ARGS="--quick $(STRESS_ARGS)"
 
 valkey: setup
 	scripts/build-valkey.sh --mode $(IOCORE_MODE) c rust rust-shared
