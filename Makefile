@@ -180,10 +180,18 @@ stress-resize: setup
 	scripts/stress-resize.py --tree $(BUILD)/valkey-rust $(STRESS_ARGS)
 	scripts/stress-resize.py --tree $(BUILD)/valkey-rust --modules $(STRESS_ARGS)
 
+# One test is allowed to differ on tiny rings: it sends 16 commands in one
+# event-loop pass and expects all 16 reads to be offloaded, so that the first
+# client's CLIENT KILL runs before the fifth client's SET. With 4-slot
+# inboxes the reads that do not fit are refused and run on the main thread at
+# once, as 9.1.2 runs them when its queues are full, and the SET can come
+# first.
+TINY_ALLOWED := prefetch works as expected when killing a client from the middle of prefetch \
+    commands batch
 test-tiny: setup
 	scripts/build-valkey.sh c rust-tiny
-	scripts/run-tcl-subset.sh --compare --reuse-baseline $(BUILD)/valkey-c $(BUILD)/valkey-rust-tiny \
-	    $(TCL_ARGS)
+	scripts/run-tcl-subset.sh --compare --reuse-baseline --allow "$(TINY_ALLOWED)" \
+	    $(BUILD)/valkey-c $(BUILD)/valkey-rust-tiny $(TCL_ARGS)
 	scripts/stress-resize.py --tree $(BUILD)/valkey-rust-tiny $(STRESS_ARGS)
 	scripts/stress-resize.py --tree $(BUILD)/valkey-rust-tiny --modules $(STRESS_ARGS)
 
