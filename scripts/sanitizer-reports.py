@@ -7,10 +7,11 @@ Reads every FILE (a server's stderr, a TCL log, a C test's output), cuts it
 into ThreadSanitizer, AddressSanitizer, LeakSanitizer and
 UndefinedBehaviorSanitizer reports, and prints per LABEL how many there are
 and how many of them are attributable to this crate: a report is ours when
-the crate makes one of the accesses it reports (the first frame of an access
-stack - or of the only stack, for other kinds - lies in the crate: a
-`valkey_iocore` symbol, plain or v0-mangled, or a source file under the
-crate's src/). Reports where the crate is only further down a stack (Valkey's
+the crate makes one of the non-atomic accesses it reports (the first frame
+of an access stack - or of the only stack, for other kinds - lies in the
+crate: a `valkey_iocore` symbol, plain or v0-mangled, or a source file under
+the crate's src/). A data race needs a non-atomic access, so one between an
+atomic access of the crate's and a plain one of Valkey's is Valkey's. Reports where the crate is only further down a stack (Valkey's
 networking code racing on a worker the crate runs) are counted apart. The
 same report printed twice (a TCL log repeats a server's stderr) is counted
 once per LABEL, by its kind and its frames. Each distinct report is listed
@@ -35,7 +36,7 @@ CRATE = re.compile(r"valkey_iocore|(^|/)src/(pool|ring|valkey|ffi)/[\w/]+\.rs|(^
 def reports(text):
     """Yields (kind, frames, tops) for each report in text: frames are
     (function, location) pairs in the order printed, tops the first frames
-    of the stacks that make the reported accesses."""
+    of the stacks that make the reported non-atomic accesses."""
     kind, frames, tops, header = None, [], [], ""
     for line in text.splitlines():
         start = START.search(line)
@@ -51,7 +52,8 @@ def reports(text):
                 frames.append(where)
                 if frame.group(1) == "0" and (ACCESS.search(header) or not tops and
                                               "data race" not in kind):
-                    tops.append(where)
+                    if not re.search(r"\batomic\b", header, re.I):
+                        tops.append(where)
             elif END.search(line):
                 yield kind, frames, tops
                 kind, frames, tops = None, [], []

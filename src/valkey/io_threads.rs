@@ -15,7 +15,7 @@
 use std::cell::RefCell;
 use std::ffi::{c_int, c_void};
 use std::ptr::{self, addr_of, addr_of_mut};
-use std::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -130,22 +130,58 @@ fn assert_main_thread(entry: &str) {
     );
 }
 
-/// Reads a client's `io_read_state`, which C declares `volatile`.
+/// A client's `io_read_state` or `io_write_state` as an atomic.
+///
+/// C declares both `volatile`, and Valkey's worker-side code (networking.c)
+/// stores to them plainly. The crate's own accesses are atomic, so that a
+/// race on them always involves Valkey's plain access and never a second
+/// non-atomic one of ours. They are Relaxed, as the `volatile` accesses they
+/// replace: the hand-over of a client is ordered by the rings (the job's
+/// publication, the result's) and by the fences in `accept` and
+/// `wait_for_client_io`, not by these words.
+///
+/// # Safety
+/// `state` points to one of the two fields of a live client.
+unsafe fn io_state<'a>(state: *mut u8) -> &'a AtomicU8 {
+    // SAFETY: per the contract the byte is live; `AtomicU8` has the size and
+    // alignment of `u8`, and every other access is `volatile` C or ours.
+    unsafe { AtomicU8::from_ptr(state) }
+}
+
+/// Reads a client's `io_read_state`.
 ///
 /// # Safety
 /// `c` points to a live client.
 unsafe fn read_state(c: *mut client) -> u8 {
     // SAFETY: per the contract.
-    unsafe { ptr::read_volatile(addr_of!((*c).io_read_state)) }
+    unsafe { io_state(addr_of_mut!((*c).io_read_state)) }.load(Ordering::Relaxed)
 }
 
-/// Reads a client's `io_write_state` (`volatile` in C).
+/// Reads a client's `io_write_state`.
 ///
 /// # Safety
 /// `c` points to a live client.
 unsafe fn write_state(c: *mut client) -> u8 {
     // SAFETY: per the contract.
-    unsafe { ptr::read_volatile(addr_of!((*c).io_write_state)) }
+    unsafe { io_state(addr_of_mut!((*c).io_write_state)) }.load(Ordering::Relaxed)
+}
+
+/// Sets a client's `io_read_state`.
+///
+/// # Safety
+/// `c` points to a live client that the calling thread owns for I/O.
+unsafe fn set_read_state(c: *mut client, state: u8) {
+    // SAFETY: per the contract.
+    unsafe { io_state(addr_of_mut!((*c).io_read_state)) }.store(state, Ordering::Relaxed);
+}
+
+/// Sets a client's `io_write_state`.
+///
+/// # Safety
+/// As for [`set_read_state`].
+unsafe fn set_write_state(c: *mut client, state: u8) {
+    // SAFETY: per the contract.
+    unsafe { io_state(addr_of_mut!((*c).io_write_state)) }.store(state, Ordering::Relaxed);
 }
 
 /// `server.io_poll_state` is `_Atomic` in C; bindgen drops the qualifier.
@@ -261,8 +297,8 @@ unsafe fn accept(c: *mut client) {
     // Release: the connection's state before the completed flag, for a main
     // thread that reads the flag with `waitForClientIO`'s Acquire fence.
     fence(Ordering::Release);
-    // SAFETY: per the contract; `volatile` as in C.
-    unsafe { ptr::write_volatile(addr_of_mut!((*c).io_read_state), CLIENT_COMPLETED_IO) };
+    // SAFETY: per the contract.
+    unsafe { set_read_state(c, CLIENT_COMPLETED_IO) };
     send_to_main(Job::new(c.cast(), JOB_RES_READ_CLIENT));
 }
 
@@ -451,7 +487,7 @@ pub(crate) unsafe fn wait_for_client_io(c: *mut client) {
     // Make sure a sleeping worker is woken for the client's job.
     commit();
     let mut rounds = 0u32;
-    // SAFETY: per the contract; the states are volatile reads, as in C.
+    // SAFETY: per the contract.
     while unsafe { read_state(c) == CLIENT_PENDING_IO || write_state(c) == CLIENT_PENDING_IO } {
         rounds = rounds.saturating_add(1);
         if rounds < 64 {
@@ -623,13 +659,13 @@ pub(crate) unsafe fn send_read(c: *mut client) -> c_int {
             read_flags |= sys::READ_FLAGS_REPLICATED;
         }
         (*c).read_flags = read_flags as _;
-        ptr::write_volatile(addr_of_mut!((*c).io_read_state), CLIENT_PENDING_IO);
+        set_read_state(c, CLIENT_PENDING_IO);
         sys::connSetPostponeUpdateState((*c).conn, sys::clientConnPostponeMaskFromIOState(c));
 
         let job = Job::new(c.cast(), JOB_REQ_READ_CLIENT);
         if with_pool(|pool| pool.try_submit_shared(job).is_ok()) != Some(true) {
             (*c).read_flags = 0;
-            ptr::write_volatile(addr_of_mut!((*c).io_read_state), CLIENT_IDLE);
+            set_read_state(c, CLIENT_IDLE);
             sys::connSetPostponeUpdateState((*c).conn, 0);
             return C_ERR;
         }
@@ -703,12 +739,12 @@ pub(crate) unsafe fn send_write(c: *mut client) -> c_int {
         } else {
             0
         };
-        ptr::write_volatile(addr_of_mut!((*c).io_write_state), CLIENT_PENDING_IO);
+        set_write_state(c, CLIENT_PENDING_IO);
         sys::connSetPostponeUpdateState((*c).conn, sys::clientConnPostponeMaskFromIOState(c));
 
         let job = Job::new(c.cast(), JOB_REQ_WRITE_CLIENT);
         if with_pool(|pool| pool.try_submit_shared(job).is_ok()) != Some(true) {
-            ptr::write_volatile(addr_of_mut!((*c).io_write_state), CLIENT_IDLE);
+            set_write_state(c, CLIENT_IDLE);
             sys::connSetPostponeUpdateState((*c).conn, 0);
             (*c).write_flags = 0;
             (*c).io_last_reply_block = ptr::null_mut();
@@ -876,13 +912,13 @@ pub(crate) unsafe fn send_accept(conn: *mut connection) -> c_int {
             return C_ERR;
         }
         let flags = addr_of_mut!((*c).__bindgen_anon_1.flag);
-        ptr::write_volatile(addr_of_mut!((*c).io_read_state), CLIENT_PENDING_IO);
+        set_read_state(c, CLIENT_PENDING_IO);
         sys::ClientFlags::set_pending_read_raw(flags, 1);
         sys::connSetPostponeUpdateState((*c).conn, sys::clientConnPostponeMaskFromIOState(c));
 
         let job = Job::new(c.cast(), JOB_REQ_ACCEPT);
         if with_pool(|pool| pool.try_submit_shared(job).is_ok()) != Some(true) {
-            ptr::write_volatile(addr_of_mut!((*c).io_read_state), CLIENT_IDLE);
+            set_read_state(c, CLIENT_IDLE);
             sys::ClientFlags::set_pending_read_raw(flags, 0);
             sys::connSetPostponeUpdateState((*c).conn, 0);
             return C_ERR;
