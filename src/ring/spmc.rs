@@ -278,6 +278,9 @@ pub struct Producer {
 
 impl Producer {
     /// See [`SpmcRing::push`]. Returns the item back when the ring is full.
+    // The word is stored and handed on, never dereferenced: it is the
+    // caller's pointer, opaque to the ring.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
     pub fn push(&mut self, item: Word) -> Result<(), Word> {
         // SAFETY: `Producer` is not `Clone` and takes `&mut self`: one producer.
         if unsafe { self.ring.push(item) } {

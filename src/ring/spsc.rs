@@ -277,6 +277,9 @@ pub struct Producer {
 impl Producer {
     /// Writes `item` if a slot is free, publishing it when `commit` is true;
     /// otherwise publishes what is pending and returns the item back.
+    // The word is stored and handed on, never dereferenced: it is the
+    // caller's pointer, opaque to the ring.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
     pub fn push(&mut self, item: Word, commit: bool) -> Result<(), Word> {
         // SAFETY: `Producer` is not `Clone` and takes `&mut self`: one
         // producer; `push` follows an `is_full` that answered false.

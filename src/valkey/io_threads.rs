@@ -327,8 +327,8 @@ fn pool_config() -> PoolConfig {
     // SAFETY: main-thread read of a config string (may be NULL).
     let cpulist = unsafe { (*server()).server_cpulist };
     let cpus = (!cpulist.is_null())
-        // SAFETY: a NUL-terminated config string.
         .then(|| {
+            // SAFETY: a NUL-terminated config string.
             unsafe { std::ffi::CStr::from_ptr(cpulist) }
                 .to_string_lossy()
                 .into_owned()
