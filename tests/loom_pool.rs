@@ -28,25 +28,18 @@
 
 #![cfg(loom)]
 
+mod loom_support;
+
 use std::ffi::c_void;
 
-use loom::model::Builder;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 
+use loom_support::model;
 use valkey_iocore::job::Job;
 use valkey_iocore::pool::{send_to_main, Handler, Pool, PoolConfig};
 use valkey_iocore::ring::Word;
-
-/// Runs `body` under loom with `preemptions` as the default bound.
-fn model(preemptions: usize, body: impl Fn() + Sync + Send + 'static) {
-    let mut builder = Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(preemptions);
-    }
-    builder.check(body);
-}
 
 /// Rings as small as each ring allows.
 fn tiny_config() -> PoolConfig {

@@ -19,24 +19,17 @@
 
 #![cfg(loom)]
 
+mod loom_support;
+
 use std::ptr;
 use std::sync::atomic::AtomicUsize as StdAtomicUsize;
 
 use loom::cell::UnsafeCell;
-use loom::model::Builder;
 use loom::sync::Arc;
 use loom::thread;
 
+use loom_support::model;
 use valkey_iocore::ring::{MpscRing, MpscTicket, SpmcRing, SpscRing, Word};
-
-/// Runs `body` under loom with `preemptions` as the default bound.
-fn model(preemptions: usize, body: impl Fn() + Sync + Send + 'static) {
-    let mut builder = Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(preemptions);
-    }
-    builder.check(body);
-}
 
 /// Item `i` (from 1) as a word.
 fn word(i: usize) -> Word {
