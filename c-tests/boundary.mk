@@ -28,7 +28,8 @@ build: $(BIN)
 test: $(BIN)
 	$(BIN) $(CASES)
 
-$(OUT)/boundary_test.o: $(C_TESTS_DIR)/boundary_test.c $(VALKEY_RUST)/src/.make-settings
+$(OUT)/boundary_test.o: $(C_TESTS_DIR)/boundary_test.c $(C_TESTS_DIR)/valkey_server.h \
+    $(VALKEY_RUST)/src/.make-settings
 	@mkdir -p $(@D)
 	$(CC) $(call valkey_cflags,$(VALKEY_RUST)) -c $< -o $@
 

@@ -42,6 +42,7 @@
 #include "connection.h"
 #include "io_threads.h"
 #include "queues.h"
+#include "valkey_server.h"
 
 #include <poll.h>
 #include <pthread.h>
@@ -50,11 +51,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-/* Start-up functions server.c and module.c define but no header declares. */
-void initServerConfig(void);
-void initServer(void);
-void moduleInitModulesSystem(void);
 
 /* How long a child may take to die (its crash report walks every thread's
  * stack and logs INFO, which takes a moment on a loaded machine), and how
@@ -92,23 +88,7 @@ static long long now_ms(void) {
  * Valkey logs to stdout, at warning level, so the child's output is its
  * crash report and little else. */
 static void start_server(void) {
-    uint8_t seed[16];
-
-    tzset();
-    getRandomBytes(seed, sizeof(seed));
-    dictSetHashFunctionSeed(seed);
-    hashtableSetHashFunctionSeed(seed);
-
-    initServerConfig();
-    server.pid = getpid();
-    ACLInit();
-    moduleInitModulesSystem();
-    connTypeInitialize();
-
-    server.verbosity = LL_WARNING;
-    server.protected_mode = 0;
-    server.io_threads_num = 3;
-    initServer();
+    start_test_server(LL_WARNING);
 }
 
 /* Starts the workers and wakes them the way the event loop does after a

@@ -40,11 +40,12 @@ $(OUT)/prototypes.o: $(C_TESTS_DIR)/prototypes.c $(ROOT)/include/valkey_iocore.h
 
 TEST_SRC := $(C_TESTS_DIR)/entry_points_test.c
 
-$(OUT)/entry_points_test-valkey.o: $(TEST_SRC) $(VALKEY_C)/src/.make-settings
+$(OUT)/entry_points_test-valkey.o: $(TEST_SRC) $(C_TESTS_DIR)/valkey_server.h $(VALKEY_C)/src/.make-settings
 	@mkdir -p $(@D)
 	$(CC) $(call valkey_cflags,$(VALKEY_C)) -c $< -o $@
 
-$(OUT)/entry_points_test-rust.o: $(TEST_SRC) $(VALKEY_RUST)/src/.make-settings
+$(OUT)/entry_points_test-rust.o: $(TEST_SRC) $(C_TESTS_DIR)/valkey_server.h \
+    $(VALKEY_RUST)/src/.make-settings
 	@mkdir -p $(@D)
 	$(CC) $(call valkey_cflags,$(VALKEY_RUST)) -c $< -o $@
 

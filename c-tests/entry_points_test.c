@@ -21,6 +21,7 @@
 #include "server.h"
 #include "connection.h"
 #include "io_threads.h"
+#include "valkey_server.h"
 
 #include <dirent.h>
 #include <poll.h>
@@ -29,11 +30,6 @@
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-/* Start-up functions server.c and module.c define but no header declares. */
-void initServerConfig(void);
-void initServer(void);
-void moduleInitModulesSystem(void);
 
 /* How long one check may run before alarm() fails it, and how long a wait
  * for the workers may spin before it gives up (well inside the former). */
@@ -323,23 +319,7 @@ static robj *raw_string(char fill) {
  * bio threads. initServer creates the event loop, the client lists, the
  * databases and the shared objects. */
 static void start_server(int verbose) {
-    uint8_t seed[16];
-
-    tzset();
-    getRandomBytes(seed, sizeof(seed));
-    dictSetHashFunctionSeed(seed);
-    hashtableSetHashFunctionSeed(seed);
-
-    initServerConfig();
-    server.pid = getpid();
-    ACLInit();
-    moduleInitModulesSystem();
-    connTypeInitialize();
-
-    server.verbosity = verbose ? LL_NOTICE : LL_WARNING;
-    server.protected_mode = 0;
-    server.io_threads_num = 3;
-    initServer();
+    start_test_server(verbose ? LL_NOTICE : LL_WARNING);
 }
 
 /* ---------------------------------------------------------------------------
