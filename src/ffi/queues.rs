@@ -23,33 +23,73 @@ pub type spscQueue = SpscRing;
 /// `mpscTicket` in `queues.h`.
 pub type mpscTicket = MpscTicket;
 
-/// Borrows an initialised ring from a C pointer.
+/// Borrows an initialised ring from a C pointer, or stops the process.
 ///
-/// The two checks cost a compare and a branch each on the hot path; the
-/// message is built only in [`bad_queue`], so that nothing of it (not even
-/// spilling `name`) is paid by a call that passes.
+/// Both failures lead to one cold call. With a single call site the
+/// compiler keeps the stack frame that the call needs out of the path of a
+/// call that passes; with one call site per check, every call paid a push
+/// and a pop for it. The message is built only in [`bad_queue`], so nothing
+/// of it is paid by a call that passes.
 ///
 /// # Safety
 /// `q` satisfies the crate's pointer rules for a ring.
 #[inline(always)]
 #[track_caller]
 unsafe fn ring<'a, R: Capacity>(q: *mut R, name: &'static str) -> &'a R {
-    if q.is_null() {
-        bad_queue(name, "with a NULL queue");
+    // SAFETY: `as_ref` checks for null; otherwise valid for the call per
+    // the pointer rules.
+    match unsafe { q.as_ref() } {
+        Some(ring) if ring.slots() != 0 => ring,
+        _ => bad_queue(name, q.is_null()),
     }
-    // SAFETY: non-null, and valid for the call per the pointer rules.
-    let ring = unsafe { &*q };
-    if ring.slots() == 0 {
-        bad_queue(name, "on a queue that is not initialised");
-    }
-    ring
 }
 
 #[cold]
 #[inline(never)]
 #[track_caller]
-fn bad_queue(name: &str, what: &str) -> ! {
-    panic!("{name} called {what}")
+fn bad_queue(name: &str, null: bool) -> ! {
+    if null {
+        panic!("{name} called with a NULL queue")
+    }
+    panic!("{name} called on a queue that is not initialised")
+}
+
+/// [`ring`] for a batch dequeue: also borrows the caller's output array of
+/// `len` pointers, which may be NULL only when `len` is 0. Every failure
+/// leads to the same one cold call.
+///
+/// # Safety
+/// As [`ring`], and `out` has room for `len` pointers.
+#[inline(always)]
+#[track_caller]
+unsafe fn ring_and_output<'a, R: Capacity>(
+    q: *mut R,
+    out: *mut *mut c_void,
+    len: usize,
+    name: &'static str,
+) -> (&'a R, &'a mut [*mut c_void]) {
+    // SAFETY: `as_ref` checks for null; otherwise valid per the contract.
+    match unsafe { q.as_ref() } {
+        Some(ring) if ring.slots() != 0 && (len == 0 || !out.is_null()) => {
+            let out = if len == 0 {
+                &mut [][..]
+            } else {
+                // SAFETY: non-null, with room for `len` pointers (contract).
+                unsafe { std::slice::from_raw_parts_mut(out, len) }
+            };
+            (ring, out)
+        }
+        _ => bad_output(q, name),
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn bad_output<R: Capacity>(q: *mut R, name: &'static str) -> ! {
+    // SAFETY: `ring` checks the ring again; the caller's contract holds.
+    unsafe { ring(q, name) };
+    panic!("{name} called with a NULL output array")
 }
 
 trait Capacity {
@@ -111,11 +151,31 @@ pub unsafe extern "C" fn mpscEnqueue(
     data: *mut c_void,
     ticket: *mut mpscTicket,
 ) -> bool {
-    // SAFETY: pointer rules (contract).
-    let ring = unsafe { ring(q, "mpscEnqueue") };
+    // SAFETY: `as_ref`/`as_mut` check for null; otherwise valid (and the
+    // ticket unshared) per the contract.
+    match unsafe { (q.as_ref(), ticket.as_mut()) } {
+        // SAFETY: `data` is not null.
+        (Some(ring), Some(ticket)) if ring.slots() != 0 && !data.is_null() => unsafe {
+            ring.push_nonnull(data, ticket)
+        },
+        // One cold call for every bad argument, as in `ring`.
+        _ => bad_mpsc_enqueue(q, data, ticket),
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn bad_mpsc_enqueue(q: *mut mpscQueue, data: *mut c_void, ticket: *mut mpscTicket) -> ! {
+    // SAFETY: only the ring's capacity is read, under `ring`'s own checks
+    // and the caller's contract.
+    unsafe { ring(q, "mpscEnqueue") };
     assert!(!ticket.is_null(), "mpscEnqueue called with a NULL ticket");
-    // SAFETY: valid and unshared per the contract.
-    ring.push(data, unsafe { &mut *ticket })
+    assert!(
+        !data.is_null(),
+        "mpscEnqueue called with a null item: null marks an unwritten slot"
+    );
+    unreachable!("mpscEnqueue: no bad argument found")
 }
 
 /// Pops up to `max_jobs` items into `jobs_out`, stopping at the first slot
@@ -130,17 +190,11 @@ pub unsafe extern "C" fn mpscDequeueBatch(
     jobs_out: *mut *mut c_void,
     max_jobs: usize,
 ) -> usize {
-    // SAFETY: pointer rules (contract).
-    let ring = unsafe { ring(q, "mpscDequeueBatch") };
-    if max_jobs == 0 {
+    // SAFETY: pointer rules and room in `jobs_out` (contract).
+    let (ring, out) = unsafe { ring_and_output(q, jobs_out, max_jobs, "mpscDequeueBatch") };
+    if out.is_empty() {
         return 0;
     }
-    assert!(
-        !jobs_out.is_null(),
-        "mpscDequeueBatch called with a NULL output array"
-    );
-    // SAFETY: room for `max_jobs` pointers (contract).
-    let out = unsafe { std::slice::from_raw_parts_mut(jobs_out, max_jobs) };
     // SAFETY: single consumer (contract).
     unsafe { ring.pop_batch(out) }
 }
@@ -271,17 +325,11 @@ pub unsafe extern "C" fn spscDequeueBatch(
     jobs_out: *mut *mut c_void,
     num_jobs: usize,
 ) -> usize {
-    // SAFETY: pointer rules (contract).
-    let ring = unsafe { ring(q, "spscDequeueBatch") };
-    if num_jobs == 0 {
+    // SAFETY: pointer rules and room in `jobs_out` (contract).
+    let (ring, out) = unsafe { ring_and_output(q, jobs_out, num_jobs, "spscDequeueBatch") };
+    if out.is_empty() {
         return 0;
     }
-    assert!(
-        !jobs_out.is_null(),
-        "spscDequeueBatch called with a NULL output array"
-    );
-    // SAFETY: room for `num_jobs` pointers (contract).
-    let out = unsafe { std::slice::from_raw_parts_mut(jobs_out, num_jobs) };
     // SAFETY: single consumer (contract).
     unsafe { ring.pop_batch(out) }
 }
@@ -294,4 +342,41 @@ pub unsafe extern "C" fn spscDequeueBatch(
 pub unsafe extern "C" fn spscIsEmpty(q: *mut spscQueue) -> bool {
     // SAFETY: pointer rules and producer role (contract).
     unsafe { ring(q, "spscIsEmpty").is_empty() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::MaybeUninit;
+
+    fn item(n: usize) -> *mut c_void {
+        n as *mut c_void
+    }
+
+    #[test]
+    fn a_batch_dequeue_of_nothing_may_pass_a_null_array() {
+        let mut q = MaybeUninit::<mpscQueue>::zeroed();
+        let mut s = MaybeUninit::<spscQueue>::zeroed();
+        let mut ticket = MpscTicket::default();
+        // SAFETY: the structs live across the calls, one thread uses them.
+        unsafe {
+            mpscInit(q.as_mut_ptr(), 4);
+            spscInit(s.as_mut_ptr(), 4);
+            assert!(mpscEnqueue(q.as_mut_ptr(), item(8), &mut ticket));
+            spscEnqueue(s.as_mut_ptr(), item(16), true);
+            assert_eq!(mpscDequeueBatch(q.as_mut_ptr(), ptr::null_mut(), 0), 0);
+            assert_eq!(spscDequeueBatch(s.as_mut_ptr(), ptr::null_mut(), 0), 0);
+            // ...and takes nothing: the items are still there.
+            let mut out = [ptr::null_mut(); 4];
+            assert_eq!(mpscDequeueBatch(q.as_mut_ptr(), out.as_mut_ptr(), 4), 1);
+            assert_eq!(out[0], item(8));
+            assert_eq!(spscDequeueBatch(s.as_mut_ptr(), out.as_mut_ptr(), 4), 1);
+            assert_eq!(out[0], item(16));
+            mpscFree(q.as_mut_ptr());
+            spscFree(s.as_mut_ptr());
+        }
+    }
+
+    // The bad-argument messages come from functions that cannot unwind
+    // (`extern "C"`): c-tests/rings_test.c checks them in child processes.
 }

@@ -113,7 +113,17 @@ impl MpscRing {
             !item.is_null(),
             "MPSC push of a null item: null marks an unwritten slot"
         );
+        // SAFETY: checked just above.
+        unsafe { self.push_nonnull(item, ticket) }
+    }
 
+    /// [`push`](Self::push) without its null check, for a caller that has
+    /// made it already (the C boundary folds it into its own checks).
+    ///
+    /// # Safety
+    /// `item` is not null.
+    #[inline(always)]
+    pub unsafe fn push_nonnull(&self, item: Word, ticket: &mut MpscTicket) -> bool {
         let index = if ticket.has_reservation {
             ticket.index
         } else {
