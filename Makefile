@@ -25,8 +25,11 @@ lib headers:
 
 test: test-rust loom miri test-c test-valkey
 
+# The cargo tests, and the design documents' tables of atomic operations
+# checked against the lines they cite (scripts/check-ordering-tables.py).
 test-rust:
 	$(CARGO) test --release
+	scripts/check-ordering-tables.py
 
 # The loom models of the rings and the pool (tests/loom_*.rs), in a target
 # folder of their own so that --cfg loom does not rebuild the normal one.
