@@ -147,11 +147,12 @@ run_one() {
     # Test names, colours stripped: "[ok]: NAME (N ms)", "[err]: NAME in
     # tests/FILE.tcl". A server's or a test's output without a final newline
     # can run into the next line, so a status may follow a few stray
-    # characters (never a "[").
+    # characters (never "[", nor the "*** " of the list of failures that
+    # ends a run, which names each failed test a second time).
     sed 's/\x1b\[[0-9;]*m//g' "$base.log" >"$base.plain"
-    sed -n 's/^[^[]*\[ok\]: \(.*\) ([0-9]* ms)$/\1/p' "$base.plain" | sort >"$base.ok"
-    sed -n 's/^[^[]*\[err\]: \(.*\) in tests\/[^ ]*\.tcl$/\1/p' "$base.plain" | sort >"$base.err"
-    sed -n 's/^[^[]*\[err\]: \(.*\) in tests\/\([^ ]*\)\.tcl$/\1\t\2/p' "$base.plain" | sort >"$base.err-units"
+    sed -n 's/^[^[*]*\[ok\]: \(.*\) ([0-9]* ms)$/\1/p' "$base.plain" | sort >"$base.ok"
+    sed -n 's/^[^[*]*\[err\]: \(.*\) in tests\/[^ ]*\.tcl$/\1/p' "$base.plain" | sort >"$base.err"
+    sed -n 's/^[^[*]*\[err\]: \(.*\) in tests\/\([^ ]*\)\.tcl$/\1\t\2/p' "$base.plain" | sort >"$base.err-units"
 }
 
 # How one run ended: "complete", or why not.
@@ -176,9 +177,9 @@ summarise() {
     read -r elapsed rc <"$base.time"
     local ok err exc skip state
     ok=$(grep -c . "$base.ok" || true)
-    err=$(grep -c '^[^[]*\[err\]:' "$base.plain" || true)
-    exc=$(grep -c '^[^[]*\[exception\]:' "$base.plain" || true)
-    skip=$(grep -c '^[^[]*\[\(skip\|ignore\)\]:' "$base.plain" || true)
+    err=$(grep -c '^[^[*]*\[err\]:' "$base.plain" || true)
+    exc=$(grep -c '^[^[*]*\[exception\]:' "$base.plain" || true)
+    skip=$(grep -c '^[^[*]*\[\(skip\|ignore\)\]:' "$base.plain" || true)
     state=$(run_state "$base")
     printf '%-12s %-10s %5d ok %4d err %3d exception %4d skipped  %5d s  %s\n' \
         "$(name_of "$1")" "$2" "$ok" "$err" "$exc" "$skip" "$elapsed" "$state"
@@ -259,7 +260,7 @@ for m in "${mode_list[@]}"; do
     # #7") and some loops run for a fixed time (integration/psync2 repeats
     # its cycles for 40 s), so the names differ from run to run.
     rust_complete=0
-    if [ "$(run_state "$r")" = complete ] && ! grep -q '^[^[]*\[exception\]:' "$r.plain"; then
+    if [ "$(run_state "$r")" = complete ] && ! grep -q '^[^[*]*\[exception\]:' "$r.plain"; then
         rust_complete=1
     fi
     not_seen=0
