@@ -154,10 +154,9 @@ pub unsafe extern "C" fn mpscEnqueue(
     // SAFETY: `as_ref`/`as_mut` check for null; otherwise valid (and the
     // ticket unshared) per the contract.
     match unsafe { (q.as_ref(), ticket.as_mut()) } {
-        // SAFETY: `data` is not null.
-        (Some(ring), Some(ticket)) if ring.slots() != 0 && !data.is_null() => unsafe {
+        (Some(ring), Some(ticket)) if ring.slots() != 0 && !data.is_null() => {
             ring.push_nonnull(data, ticket)
-        },
+        }
         // One cold call for every bad argument, as in `ring`.
         _ => bad_mpsc_enqueue(q, data, ticket),
     }

@@ -113,17 +113,15 @@ impl MpscRing {
             !item.is_null(),
             "MPSC push of a null item: null marks an unwritten slot"
         );
-        // SAFETY: checked just above.
-        unsafe { self.push_nonnull(item, ticket) }
+        self.push_nonnull(item, ticket)
     }
 
     /// [`push`](Self::push) without its null check, for a caller that has
-    /// made it already (the C boundary folds it into its own checks).
-    ///
-    /// # Safety
-    /// `item` is not null.
+    /// made it already (the C boundary folds it into its own checks). A
+    /// null item here breaks no memory safety, but the consumer would take
+    /// it for an unwritten slot and stop there for good.
     #[inline(always)]
-    pub unsafe fn push_nonnull(&self, item: Word, ticket: &mut MpscTicket) -> bool {
+    pub(crate) fn push_nonnull(&self, item: Word, ticket: &mut MpscTicket) -> bool {
         let index = if ticket.has_reservation {
             ticket.index
         } else {

@@ -290,13 +290,15 @@ impl Producer {
         }
     }
 
-    /// See [`SpmcRing::is_empty`].
+    /// See [`SpmcRing::is_empty`]. Takes `&mut self`, unlike `len`: it
+    /// refreshes the producer's cached head.
     pub fn is_empty(&mut self) -> bool {
         // SAFETY: one producer (see `push`).
         unsafe { self.ring.is_empty() }
     }
 
     /// See [`SpmcRing::len`].
+    #[allow(clippy::len_without_is_empty)] // `is_empty` needs `&mut self`
     pub fn len(&self) -> usize {
         // SAFETY: one producer (see `push`); `&self` here cannot race with
         // `push`, which needs `&mut self`.

@@ -503,13 +503,11 @@ mod tests {
         }
 
         // Staggered: three items in flight while the indices cross many laps.
-        let mut next_in = 100;
         let mut expected = Vec::new();
         let mut got = Vec::new();
-        for round in 0..60 {
+        for (round, next_in) in (100..160).enumerate() {
             push(&ring, next_in, round % 3 == 0);
             expected.push(next_in);
-            next_in += 1;
             // SAFETY: the test thread is the only producer.
             if unsafe { ring.is_full() } {
                 got.extend(drain(&ring, 2));
